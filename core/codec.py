@@ -1,0 +1,180 @@
+"""Plain-dict forms of the domain types, and the versioned envelope every bus message wears.
+
+The envelope carries CloudEvents 1.0 attributes (specversion, id, source, type, subject, time,
+datacontenttype) plus `vigieversion`. `decode` never trusts its input: anything malformed raises
+EnvelopeError with a reason fit for a dead-letter record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+import orjson
+
+from core.errors import EnvelopeError, SubscriptionError
+from core.geo import AdminArea, AdminCodes, Area, BBox, Circle, Everywhere, Point, Polygon
+from core.model import Change, Delivery, Filter, Op, Record, Subscription
+
+VIGIE_VERSION = "1"
+T = TypeVar("T")
+TYPE_PREFIX = "org.vigie."
+RECORD = "org.vigie.record"
+SNAPSHOT_END = "org.vigie.snapshot.end"
+CHANGE = "org.vigie.change"
+DELIVERY = "org.vigie.delivery"
+SUBSCRIPTION = "org.vigie.subscription"
+
+
+def record_to_dict(r: Record) -> dict[str, Any]:
+    return {
+        "dataset": r.dataset, "key": r.key, "group": r.group, "fields": dict(r.fields),
+        "fingerprint": r.fingerprint, "rating": r.rating,
+        "point": None if r.point is None else {"lat": r.point.lat, "lon": r.point.lon},
+        "admin": {"commune": r.admin.commune, "postcode": r.admin.postcode,
+                  "departement": r.admin.departement, "region": r.admin.region},
+    }
+
+
+def record_from_dict(d: dict[str, Any]) -> Record:
+    point = d.get("point")
+    return Record(
+        dataset=d["dataset"], key=d["key"], fields=d["fields"], fingerprint=d["fingerprint"],
+        point=None if point is None else Point(point["lat"], point["lon"]),
+        admin=AdminCodes(**d.get("admin") or {}), group=d.get("group", ""), rating=d.get("rating"),
+    )
+
+
+def change_to_dict(c: Change) -> dict[str, Any]:
+    return {
+        "id": c.id, "dataset": c.dataset, "key": c.key, "op": c.op.value, "kinds": list(c.kinds),
+        "before": None if c.before is None else record_to_dict(c.before),
+        "after": None if c.after is None else record_to_dict(c.after),
+        "changed": list(c.changed), "detected_at": c.detected_at.isoformat(), "source_version": c.source_version,
+    }
+
+
+def change_from_dict(d: dict[str, Any]) -> Change:
+    return Change(
+        id=d["id"], dataset=d["dataset"], key=d["key"], op=Op(d["op"]), kinds=tuple(d["kinds"]),
+        before=None if d.get("before") is None else record_from_dict(d["before"]),
+        after=None if d.get("after") is None else record_from_dict(d["after"]),
+        changed=tuple(d.get("changed", ())), detected_at=datetime.fromisoformat(d["detected_at"]),
+        source_version=d["source_version"],
+    )
+
+
+def area_to_dict(area: Area) -> dict[str, Any]:
+    if isinstance(area, Circle):
+        return {"type": "circle", "lat": area.center.lat, "lon": area.center.lon, "radius_m": area.radius_m}
+    if isinstance(area, BBox):
+        return {"type": "bbox", "south": area.south, "west": area.west, "north": area.north, "east": area.east}
+    if isinstance(area, Polygon):
+        return {"type": "polygon", "geometry": area.to_geojson()}
+    if isinstance(area, AdminArea):
+        return {"type": "admin", "level": area.level, "code": area.code}
+    if isinstance(area, Everywhere):
+        return {"type": "everywhere"}
+    raise SubscriptionError(f"unknown area type: {type(area).__name__}")
+
+
+def area_from_dict(d: dict[str, Any]) -> Area:
+    kind = d.get("type")
+    if kind == "circle":
+        return Circle(Point(float(d["lat"]), float(d["lon"])), float(d["radius_m"]))
+    if kind == "bbox":
+        return BBox(float(d["south"]), float(d["west"]), float(d["north"]), float(d["east"]))
+    if kind == "polygon":
+        return Polygon.from_geojson(d["geometry"])
+    if kind == "admin":
+        return AdminArea(d["level"], str(d["code"]))
+    if kind == "everywhere":
+        return Everywhere()
+    raise SubscriptionError(f"unknown area type: {kind!r}")
+
+
+def subscription_to_dict(s: Subscription, *, include_secret: bool = True) -> dict[str, Any]:
+    return {
+        "id": s.id, "area": area_to_dict(s.area), "destination": s.destination, "lang": s.lang, "label": s.label,
+        "filter": {"datasets": sorted(s.filter.datasets), "kinds": sorted(s.filter.kinds),
+                   "min_rating": s.filter.min_rating},
+        "secret": s.secret if include_secret else None,
+    }
+
+
+def subscription_from_dict(d: dict[str, Any]) -> Subscription:
+    f = d.get("filter") or {}
+    return Subscription(
+        id=d["id"], area=area_from_dict(d["area"]), destination=d["destination"], lang=d.get("lang", "fr"),
+        label=d.get("label", ""), secret=d.get("secret"),
+        filter=Filter(frozenset(f.get("datasets", ())), frozenset(f.get("kinds", ())), f.get("min_rating")),
+    )
+
+
+def delivery_to_dict(d: Delivery) -> dict[str, Any]:
+    """Secrets stay out of bus messages: notifiers read them from the subscription store."""
+    return {"key": d.key, "change": change_to_dict(d.change),
+            "subscription": subscription_to_dict(d.subscription, include_secret=False)}
+
+
+def delivery_from_dict(d: dict[str, Any]) -> Delivery:
+    return Delivery(d["key"], change_from_dict(d["change"]), subscription_from_dict(d["subscription"]))
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    id: str
+    type: str
+    source: str
+    subject: str
+    time: datetime
+    data: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "specversion": "1.0", "id": self.id, "source": self.source, "type": self.type,
+            "subject": self.subject, "time": self.time.isoformat(), "datacontenttype": "application/json",
+            "vigieversion": VIGIE_VERSION, "data": self.data,
+        }
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+
+_REQUIRED = ("specversion", "id", "source", "type", "time", "data")
+
+
+def decode(raw: bytes | str | None) -> Envelope:
+    """Parse and check an envelope; EnvelopeError says what is wrong."""
+    if raw is None:
+        raise EnvelopeError("empty message (tombstone)")
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise EnvelopeError(f"not JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise EnvelopeError(f"envelope must be a JSON object, got {type(doc).__name__}")
+    missing = [k for k in _REQUIRED if k not in doc]
+    if missing:
+        raise EnvelopeError(f"missing attribute(s): {', '.join(missing)}")
+    if doc.get("vigieversion") != VIGIE_VERSION:
+        raise EnvelopeError(f"unsupported vigieversion {doc.get('vigieversion')!r}")
+    if not isinstance(doc["data"], dict) or not str(doc["type"]).startswith(TYPE_PREFIX):
+        raise EnvelopeError(f"unexpected type {doc['type']!r} or non-object data")
+    try:
+        time = datetime.fromisoformat(doc["time"])
+    except (TypeError, ValueError) as exc:
+        raise EnvelopeError(f"bad time attribute: {exc}") from exc
+    return Envelope(str(doc["id"]), doc["type"], str(doc["source"]), str(doc.get("subject", "")), time, doc["data"])
+
+
+def read(envelope: Envelope, expected_type: str, reader: Callable[[dict[str, Any]], T]) -> T:
+    """Turn an envelope's data into a domain object, or raise EnvelopeError with the reason."""
+    if envelope.type != expected_type:
+        raise EnvelopeError(f"expected type {expected_type!r}, got {envelope.type!r}")
+    try:
+        return reader(envelope.data)
+    except (KeyError, TypeError, ValueError, SubscriptionError) as exc:
+        raise EnvelopeError(f"invalid {expected_type} data: {type(exc).__name__}: {exc}") from exc

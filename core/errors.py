@@ -1,0 +1,41 @@
+"""Errors of the pure core.
+
+    VigieError
+    ├── RecordError            a raw row cannot become a Record (quarantined, never fatal)
+    ├── EnvelopeError          a bus message is not a valid Vigie envelope (dead-lettered)
+    ├── SubscriptionError      a subscription is inconsistent (bad area, bad filter)
+    └── DeliveryError          a destination refused or failed a delivery
+        ├── retriable          True when trying again later may succeed
+        └── retry_after        seconds the destination asked us to wait, if it said
+"""
+
+from __future__ import annotations
+
+
+class VigieError(Exception):
+    """Base class of every error Vigie raises on purpose."""
+
+
+class RecordError(VigieError):
+    """A raw row cannot be turned into a Record; `reason` says why, in one line."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class EnvelopeError(VigieError):
+    """A message is not a valid envelope (bad JSON, unknown type, missing attribute)."""
+
+
+class SubscriptionError(VigieError):
+    """A subscription's area, filter or destination is invalid."""
+
+
+class DeliveryError(VigieError):
+    """A destination did not accept a delivery. Retry policy is data, not control flow."""
+
+    def __init__(self, message: str, *, retriable: bool, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retriable = retriable
+        self.retry_after = retry_after

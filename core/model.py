@@ -1,0 +1,134 @@
+"""Domain types: Record, Change, Subscription, Delivery. Frozen, slotted, no I/O."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from core.geo import AdminCodes, Area, Point
+
+
+def stable_hash(*parts: str, size: int = 16) -> str:
+    """Hex digest of `parts`, stable across processes and machines."""
+    return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=size).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One row of a dataset, keyed.
+
+    `group` is the entity the row belongs to (an establishment for an inspection), `rating` its
+    grade on the dataset's ordinal scale (Alim'Confiance: 1 = Très satisfaisant … 4 = urgent).
+    """
+
+    dataset: str
+    key: str
+    fields: Mapping[str, Any]
+    fingerprint: str
+    point: Point | None = None
+    admin: AdminCodes = AdminCodes()
+    group: str = ""
+    rating: int | None = None
+
+    @property
+    def entity(self) -> str:
+        return self.group or self.key
+
+
+class Op(StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"
+    REMOVED = "removed"
+
+
+class Kind(StrEnum):
+    """Domain kinds. Generic datasets only use created/updated/removed."""
+
+    CREATED = "created"
+    UPDATED = "updated"
+    REMOVED = "removed"
+    NEW_INSPECTION = "new_inspection"
+    DOWNGRADE = "downgrade"
+    UPGRADE = "upgrade"
+    AGED_OUT = "aged_out"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    id: str
+    dataset: str
+    key: str
+    op: Op
+    kinds: tuple[str, ...]
+    before: Record | None
+    after: Record | None
+    changed: tuple[str, ...]
+    detected_at: datetime
+    source_version: str
+
+    @property
+    def kind(self) -> str:
+        return self.kinds[0]
+
+    @property
+    def current(self) -> Record:
+        """The record as it is now, or as it was last seen when removed."""
+        record = self.after or self.before
+        assert record is not None  # a Change always has one side
+        return record
+
+
+def change_id(dataset: str, key: str, op: Op, before: Record | None, after: Record | None, version: str) -> str:
+    """Deterministic: reprocessing the same snapshot gives the same ids (and so the same idempotency keys)."""
+    return stable_hash(
+        dataset, key, op.value, before.fingerprint if before else "", after.fingerprint if after else "", version
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """Thematic filter. Empty sets mean 'any'. `min_rating` keeps ratings >= N (4 = urgent only)."""
+
+    datasets: frozenset[str] = frozenset()
+    kinds: frozenset[str] = frozenset()
+    min_rating: int | None = None
+
+    def accepts(self, change: Change, rating: int | None) -> bool:
+        if self.datasets and change.dataset not in self.datasets:
+            return False
+        if self.kinds and self.kinds.isdisjoint(change.kinds):
+            return False
+        return self.min_rating is None or (rating is not None and rating >= self.min_rating)
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    id: str
+    area: Area
+    destination: str
+    filter: Filter = Filter()
+    lang: str = "fr"
+    secret: str | None = field(default=None, repr=False)
+    label: str = ""
+
+    @property
+    def channel(self) -> str:
+        """The channel is the destination URL's scheme (`webhook+https` → `webhook`)."""
+        return self.destination.partition("://")[0].partition("+")[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One change for one subscription. `key` is the idempotency key receivers dedupe on."""
+
+    key: str
+    change: Change
+    subscription: Subscription
+
+    @classmethod
+    def of(cls, change: Change, subscription: Subscription) -> Delivery:
+        return cls(stable_hash(change.id, subscription.id), change, subscription)

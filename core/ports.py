@@ -1,0 +1,90 @@
+"""Ports: what the processor and workers need from the outside world. Only runtime/ picks adapters.
+
+Every store has an in-process implementation (SQLite) and a distributed one (Redis or Kafka);
+each passes the same contract suite in tests/contract/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from core.model import Delivery, Record, Subscription
+
+
+@dataclass(frozen=True, slots=True)
+class RawSnapshot:
+    """What a source fetched: raw rows, whether they are the whole dataset, and the version seen."""
+
+    source: str
+    rows: list[dict[str, Any]]
+    complete: bool
+    version: str
+    unchanged: bool = False
+    problem: str | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    source: str
+    reason: str
+    row: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Records ready to diff. `complete` False means: never emit removals from this one."""
+
+    dataset: str
+    source: str
+    records: list[Record]
+    complete: bool
+    version: str
+    quarantined: list[Quarantined] = field(default_factory=list)
+
+
+class Source(Protocol):
+    url: str
+
+    async def fetch(self, last_version: str | None) -> RawSnapshot: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Adapter(Protocol):
+    """Turns raw rows of one dataset into Records; unreadable rows come back quarantined."""
+
+    dataset: str
+
+    def to_snapshot(self, raw: RawSnapshot) -> Snapshot: ...
+
+
+class SubscriptionStore(Protocol):
+    async def put(self, subscription: Subscription) -> None: ...
+
+    async def get(self, subscription_id: str) -> Subscription | None: ...
+
+    async def delete(self, subscription_id: str) -> bool: ...
+
+    async def all(self) -> list[Subscription]: ...
+
+
+class Channel(Protocol):
+    """One way to reach people (`slack`, `webhook`, `console`, `tg`). Raises DeliveryError, never returns False."""
+
+    scheme: str
+
+    async def send(self, delivery: Delivery) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Outbox(Protocol):
+    async def pending(self, limit: int, now: datetime) -> list[tuple[Delivery, int]]: ...
+
+    async def delivered(self, key: str, at: datetime) -> None: ...
+
+    async def failed(self, key: str, attempts: int, reason: str, retry_at: datetime | None) -> None: ...

@@ -1,0 +1,97 @@
+"""How a dataset's changes become domain kinds, and how its records are fingerprinted.
+
+A Profile is data: which fields are volatile, which field orders a group's records in time,
+how long the dataset's rolling window is, and the name of its 'created' kind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+import orjson
+
+from core.model import Kind, Op, Record
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    dataset: str
+    volatile: frozenset[str] = frozenset()
+    created_kind: str = Kind.CREATED
+    order_field: str | None = None
+    window_days: int | None = None
+    window_grace_days: int = 7
+
+    def fingerprint(self, fields: Mapping[str, Any]) -> str:
+        """Digest of the non-volatile fields, independent of key order."""
+        kept = {k: v for k, v in fields.items() if k not in self.volatile}
+        return hashlib.blake2b(orjson.dumps(kept, option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest()
+
+    def order(self, record: Record) -> str:
+        return str(record.fields.get(self.order_field) or "") if self.order_field else ""
+
+    def window_floor(self, records: Iterable[Record]) -> str | None:
+        """ISO date before which a record lies outside the rolling window, from the newest date seen."""
+        if not self.order_field or not self.window_days:
+            return None
+        newest = max((self.order(r)[:10] for r in records), default="")
+        if not newest:
+            return None
+        span = timedelta(days=self.window_days - self.window_grace_days)
+        return (date.fromisoformat(newest) - span).isoformat()
+
+    def kinds(self, op: Op, before: Record | None, after: Record | None, *, last_in_group: Record | None = None,
+              floor: str | None = None) -> tuple[str, ...]:
+        if op is Op.CREATED:
+            assert after is not None
+            return (self.created_kind, *self._trend(last_in_group, after))
+        if op is Op.UPDATED:
+            return (*self._trend(before, after), Kind.UPDATED)
+        assert before is not None
+        if floor is not None and self.order(before)[:10] < floor:
+            return (Kind.AGED_OUT,)
+        return (Kind.REMOVED,)
+
+    def _trend(self, old: Record | None, new: Record | None) -> tuple[str, ...]:
+        if old is None or new is None or old.rating is None or new.rating is None:
+            return ()
+        if self.order(new) < self.order(old):
+            return ()
+        if new.rating > old.rating:
+            return (Kind.DOWNGRADE,)
+        if new.rating < old.rating:
+            return (Kind.UPGRADE,)
+        return ()
+
+
+GENERIC = Profile(dataset="")
+
+ALIMCONFIANCE = Profile(
+    dataset="alimconfiance",
+    volatile=frozenset({"date_extraction"}),
+    created_kind=Kind.NEW_INSPECTION,
+    order_field="date_inspection",
+    window_days=365,
+)
+
+RATING_LABELS = {
+    1: {"fr": "Très satisfaisant", "en": "Very satisfactory"},
+    2: {"fr": "Satisfaisant", "en": "Satisfactory"},
+    3: {"fr": "A améliorer", "en": "Needs improvement"},
+    4: {"fr": "A corriger de manière urgente", "en": "Urgent corrective action required"},
+}
+
+
+def rating_of(label: str | None, code: str | None = None) -> int | None:
+    """Rating 1..4 from the published code or label; None when neither is readable."""
+    if code and code.strip() in {"1", "2", "3", "4"}:
+        return int(code.strip())
+    text = (label or "").strip().casefold().replace("à", "a")
+    for value, names in RATING_LABELS.items():
+        if text == names["fr"].casefold().replace("à", "a"):
+            return value
+    return None
