@@ -44,6 +44,8 @@ class Snapshot:
     complete: bool
     version: str
     quarantined: list[Quarantined] = field(default_factory=list)
+    problem: str | None = None
+    unchanged: bool = False
 
 
 class Source(Protocol):

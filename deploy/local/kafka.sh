@@ -300,7 +300,7 @@ cmd_start() {
     fi
     (($(java_major_version) >= 17)) || die "Kafka $KAFKA_VERSION needs Java 17 or newer ($("$JAVA" -version 2>&1 | head -n 1))"
 
-    cmd_fetch
+    is_fetched || cmd_fetch
     write_log_configs
     write_server_properties
     format_storage_if_needed
@@ -309,7 +309,7 @@ cmd_start() {
     rm -f "$PID_FILE"
     # setsid: the broker gets its own session, so a Ctrl-C or the end of the calling shell does not reach it.
     # exec keeps the PID written by the inner shell, which is the JVM's.
-    # shellcheck disable=SC2086  # KAFKA_HEAP_OPTS is a list of JVM options
+    # shellcheck disable=SC2086,SC2016  # KAFKA_HEAP_OPTS is a list of JVM options; $$ is the inner shell's
     setsid bash -c 'echo $$ >"$0"; exec "$@"' "$PID_FILE" \
         "$JAVA" $KAFKA_HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError \
         -Djava.awt.headless=true -Dkafka.logs.dir="$LOGS_DIR" \
@@ -317,8 +317,8 @@ cmd_start() {
         -cp "$LIBS_DIR/*" "$MAIN_BROKER" "$CONF_DIR/server.properties" \
         </dev/null >"$LOGS_DIR/kafka.out" 2>&1 &
     # Wait for the inner shell to write its PID (it does so before exec'ing java).
-    local i
-    for i in {1..50}; do [[ -s "$PID_FILE" ]] && break; sleep 0.1; done
+    local _
+    for _ in {1..50}; do [[ -s "$PID_FILE" ]] && break; sleep 0.1; done
     pid="$(<"$PID_FILE")"
     log "started pid $pid, waiting for 127.0.0.1:$KAFKA_PORT (logs: $LOGS_DIR)"
     wait_until_ready "$pid"
@@ -371,7 +371,7 @@ cmd_console_consumer() {
     (($# >= 1)) || die "usage: $0 console-consumer TOPIC [N] [ConsoleConsumer options…]"
     local topic="$1" max="${2:-10}"
     shift $(($# >= 2 ? 2 : 1))
-    cmd_fetch
+    is_fetched || cmd_fetch
     write_log_configs
     java_tool "$MAIN_CONSOLE_CONSUMER" \
         --bootstrap-server "${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:$KAFKA_PORT}" \
