@@ -1,0 +1,110 @@
+"""The embedded processor: snapshot → diff against SQLite state → match → outbox, in one transaction.
+
+A worker is a thin loop around the pure core: this module only decides what to commit.
+
+- The first snapshot of a source is a *baseline*: it fills the state and alerts nobody
+  (unless `baseline_alerts`).
+- A snapshot marked incomplete, or a "complete" one with fewer rows than `min_ratio` of the
+  known state (a sane floor against half-published exports), emits no removals and marks the
+  source unhealthy; its version is not recorded, so the next poll downloads it again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from core.diff import apply, diff
+from core.match import Matcher
+from core.model import Change, Delivery, Op, Record
+from core.ports import Snapshot
+from core.profiles import GENERIC, Profile
+from streams.sqlite import Commit, SourceState, StateStore, ts
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    source: str
+    version: str
+    rows: int
+    complete: bool
+    baseline: bool = False
+    unchanged: bool = False
+    problem: str | None = None
+    changes: list[Change] = field(default_factory=list)
+    deliveries: list[Delivery] = field(default_factory=list)
+    quarantined: int = 0
+
+    def counts(self) -> Counter[str]:
+        return Counter(c.op.value for c in self.changes)
+
+    def kinds(self) -> Counter[str]:
+        return Counter(k for c in self.changes for k in c.kinds)
+
+
+def floor_problem(snapshot: Snapshot, known: int, min_ratio: float) -> str | None:
+    """Why a snapshot claiming completeness must not be trusted to remove anything, if it must not."""
+    if snapshot.problem:
+        return snapshot.problem
+    if snapshot.complete and known and len(snapshot.records) < min_ratio * known:
+        return (f"snapshot has {len(snapshot.records)} rows, fewer than {min_ratio:.0%} of the {known} known: "
+                "treated as incomplete")
+    return None
+
+
+def deliveries_for(changes: Iterable[Change], matcher: Matcher) -> list[Delivery]:
+    return [Delivery.of(change, sub) for change in changes for sub in matcher.match(change)]
+
+
+class Processor:
+    """Processes snapshots of any number of sources; keeps each source's state cached in memory."""
+
+    def __init__(self, state: StateStore, *, profiles: Callable[[str], Profile] = lambda _: GENERIC,
+                 min_ratio: float = 0.5, baseline_alerts: bool = False) -> None:
+        self.state = state
+        self._profiles = profiles
+        self._min_ratio = min_ratio
+        self._baseline_alerts = baseline_alerts
+        self._cache: dict[str, dict[str, Record]] = {}
+
+    async def previous(self, scope: str) -> dict[str, Record]:
+        if scope not in self._cache:
+            self._cache[scope] = await self.state.load(scope)
+        return self._cache[scope]
+
+    async def process(self, snapshot: Snapshot, matcher: Matcher, *, at: datetime) -> Outcome:
+        scope = snapshot.source
+        if snapshot.unchanged:
+            await self.state.record_health(SourceState(scope, None, True, None, ts(at), None))
+            return Outcome(scope, snapshot.version, 0, snapshot.complete, unchanged=True)
+        previous = await self.previous(scope)
+        known = await self.state.source(scope)
+        baseline = known is None or known.version is None  # no complete snapshot seen yet
+        problem = floor_problem(snapshot, len(previous), self._min_ratio)
+        complete = snapshot.complete and problem is None
+        changes = diff(previous, snapshot.records, complete=complete, at=at, version=snapshot.version,
+                       profile=self._profiles(snapshot.dataset))
+        deliveries = [] if baseline and not self._baseline_alerts else deliveries_for(changes, matcher)
+        health = SourceState(scope, None if problem else snapshot.version, problem is None, problem, ts(at),
+                             len(snapshot.records))
+        commit = self._commit(scope, changes, deliveries, snapshot, health, log_changes=not baseline)
+        await self.state.commit(commit, now=at)
+        self._cache[scope] = apply(previous, changes)
+        outcome = Outcome(scope, snapshot.version, len(snapshot.records), complete, baseline, False, problem,
+                          changes, deliveries, len(snapshot.quarantined))
+        log.info("processed %s: %d rows, %d changes, %d deliveries, %d quarantined%s", scope, outcome.rows,
+                 len(changes), len(deliveries), outcome.quarantined, " (baseline)" if baseline else "")
+        return outcome
+
+    @staticmethod
+    def _commit(scope: str, changes: list[Change], deliveries: list[Delivery], snapshot: Snapshot,
+                health: SourceState, *, log_changes: bool) -> Commit:
+        upserts = [c.after for c in changes if c.after is not None]
+        deletes = [c.key for c in changes if c.op is Op.REMOVED]
+        logged = changes if log_changes else []
+        return Commit(scope, upserts, deletes, logged, deliveries, snapshot.quarantined, health)

@@ -1,0 +1,275 @@
+"""The embedded runtime's durable state, in one SQLite file.
+
+One database holds what must change together: the last version of every record per source
+(the diff state), the outbox of deliveries, the quarantine, and each source's health. The
+processor commits all of them in **one transaction**, so a crash either loses the whole poll
+(it is redone, with the same change ids) or none of it.
+
+All SQLite calls run on one dedicated thread, so the event loop never blocks on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import orjson
+
+from core.codec import (
+    change_to_dict,
+    delivery_from_dict,
+    record_from_dict,
+    record_to_dict,
+    subscription_to_dict,
+)
+from core.model import Change, Delivery, Record
+from core.ports import Quarantined
+
+T = TypeVar("T")
+
+
+def ts(moment: datetime) -> str:
+    """Timestamps are stored as fixed-width UTC ISO strings, so they compare as text."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+SCHEMA = """
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;
+CREATE TABLE IF NOT EXISTS records (
+    scope TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL, data BLOB NOT NULL,
+    PRIMARY KEY (scope, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sources (
+    url TEXT PRIMARY KEY, version TEXT, healthy INTEGER NOT NULL DEFAULT 1, problem TEXT,
+    checked_at TEXT, rows INTEGER
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, subscription_id TEXT NOT NULL,
+    channel TEXT NOT NULL, payload BLOB NOT NULL, status TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0, next_at TEXT NOT NULL, last_error TEXT, created_at TEXT NOT NULL,
+    delivered_at TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_at);
+CREATE INDEX IF NOT EXISTS outbox_sub ON outbox (subscription_id, status, seq);
+CREATE TABLE IF NOT EXISTS changes (
+    id TEXT PRIMARY KEY, scope TEXT NOT NULL, op TEXT NOT NULL, kinds TEXT NOT NULL, detected_at TEXT NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, reason TEXT NOT NULL, row BLOB NOT NULL,
+    at TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceState:
+    url: str
+    version: str | None
+    healthy: bool
+    problem: str | None
+    checked_at: str | None
+    rows: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """Everything one processed snapshot writes, atomically."""
+
+    scope: str
+    upserts: Sequence[Record]
+    deletes: Sequence[str]
+    changes: Sequence[Change]
+    deliveries: Sequence[Delivery]
+    quarantined: Sequence[Quarantined]
+    source: SourceState
+
+
+def sqlite_path(url: str) -> str:
+    """`sqlite:///rel/path.db`, `sqlite:////abs/path.db`, `memory://` → a sqlite3 filename."""
+    if url.startswith("memory://"):
+        return ":memory:"
+    if url.startswith("sqlite:///"):
+        return url.removeprefix("sqlite:///")
+    raise ValueError(f"not a SQLite URL: {url!r} (use sqlite:///path.db or memory://)")
+
+
+class Database:
+    """One SQLite connection on one thread; every method is a short transaction."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vigie-sqlite")
+        self._conn: sqlite3.Connection | None = None
+        self._path = sqlite_path(url)
+
+    async def open(self) -> Database:
+        await self._run(self._connect)
+        return self
+
+    def _connect(self) -> None:
+        self._conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        self._conn.executescript(SCHEMA)
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._run(self._conn.close)
+            self._conn = None
+        self._executor.shutdown(wait=True)
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("database is not open")
+        return self._conn
+
+    async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn(connection)` inside one transaction on the database thread."""
+        def tx() -> T:
+            conn = self.conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+        return await self._run(tx)
+
+
+class StateStore:
+    """Diff state, source health and the transactional commit of a processed snapshot."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def load(self, scope: str) -> dict[str, Record]:
+        def read(conn: sqlite3.Connection) -> dict[str, Record]:
+            rows = conn.execute("SELECT key, data FROM records WHERE scope = ?", (scope,))
+            return {key: record_from_dict(orjson.loads(data)) for key, data in rows}
+        return await self.db.call(read)
+
+    async def source(self, url: str) -> SourceState | None:
+        def read(conn: sqlite3.Connection) -> SourceState | None:
+            row = conn.execute(
+                "SELECT url, version, healthy, problem, checked_at, rows FROM sources WHERE url = ?", (url,)
+            ).fetchone()
+            return None if row is None else SourceState(row[0], row[1], bool(row[2]), row[3], row[4], row[5])
+        return await self.db.call(read)
+
+    async def sources(self) -> list[SourceState]:
+        def read(conn: sqlite3.Connection) -> list[SourceState]:
+            rows = conn.execute("SELECT url, version, healthy, problem, checked_at, rows FROM sources ORDER BY url")
+            return [SourceState(r[0], r[1], bool(r[2]), r[3], r[4], r[5]) for r in rows]
+        return await self.db.call(read)
+
+    async def record_health(self, state: SourceState) -> None:
+        await self.db.call(lambda conn: _upsert_source(conn, state))
+
+    async def commit(self, commit: Commit, *, now: datetime) -> None:
+        await self.db.call(lambda conn: _write_commit(conn, commit, now))
+
+    async def quarantine_count(self) -> int:
+        return await self.db.call(lambda conn: int(conn.execute("SELECT count(*) FROM quarantine").fetchone()[0]))
+
+    async def quarantined(self, limit: int = 100) -> list[tuple[str, str, dict[str, Any]]]:
+        def read(conn: sqlite3.Connection) -> list[tuple[str, str, dict[str, Any]]]:
+            rows = conn.execute("SELECT source, reason, row FROM quarantine ORDER BY id DESC LIMIT ?", (limit,))
+            return [(s, r, orjson.loads(raw)) for s, r, raw in rows]
+        return await self.db.call(read)
+
+
+def _upsert_source(conn: sqlite3.Connection, s: SourceState) -> None:
+    conn.execute(
+        "INSERT INTO sources (url, version, healthy, problem, checked_at, rows) VALUES (?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (url) DO UPDATE SET version = coalesce(excluded.version, version), healthy = excluded.healthy, "
+        "problem = excluded.problem, checked_at = excluded.checked_at, rows = coalesce(excluded.rows, rows)",
+        (s.url, s.version, int(s.healthy), s.problem, s.checked_at, s.rows),
+    )
+
+
+def _write_commit(conn: sqlite3.Connection, c: Commit, now: datetime) -> None:
+    conn.executemany(
+        "INSERT INTO records (scope, key, fingerprint, data) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (scope, key) DO UPDATE SET fingerprint = excluded.fingerprint, data = excluded.data",
+        ((c.scope, r.key, r.fingerprint, orjson.dumps(record_to_dict(r))) for r in c.upserts),
+    )
+    conn.executemany("DELETE FROM records WHERE scope = ? AND key = ?", ((c.scope, k) for k in c.deletes))
+    conn.executemany(
+        "INSERT OR IGNORE INTO changes (id, scope, op, kinds, detected_at, data) VALUES (?, ?, ?, ?, ?, ?)",
+        ((ch.id, c.scope, ch.op.value, ",".join(ch.kinds), ch.detected_at.isoformat(),
+          orjson.dumps(change_to_dict(ch))) for ch in c.changes),
+    )
+    _enqueue(conn, c.deliveries, now)
+    conn.executemany(
+        "INSERT INTO quarantine (source, reason, row, at) VALUES (?, ?, ?, ?)",
+        ((q.source, q.reason, orjson.dumps(dict(q.row), default=str), ts(now)) for q in c.quarantined),
+    )
+    _upsert_source(conn, c.source)
+
+
+def _delivery_payload(d: Delivery) -> bytes:
+    # The embedded outbox lives in the same file as the subscriptions, secrets included.
+    return orjson.dumps({"key": d.key, "change": change_to_dict(d.change),
+                         "subscription": subscription_to_dict(d.subscription, include_secret=True)})
+
+
+def _enqueue(conn: sqlite3.Connection, deliveries: Iterable[Delivery], now: datetime) -> None:
+    stamp = ts(now)
+    conn.executemany(
+        "INSERT OR IGNORE INTO outbox (key, subscription_id, channel, payload, next_at, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        ((d.key, d.subscription.id, d.subscription.channel, _delivery_payload(d), stamp, stamp) for d in deliveries),
+    )
+
+
+class SqliteOutbox:
+    """core.ports.Outbox over the `outbox` table; order per subscription is kept across retries."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def pending(self, limit: int, now: datetime) -> list[tuple[Delivery, int]]:
+        stamp = ts(now)
+
+        def read(conn: sqlite3.Connection) -> list[tuple[Delivery, int]]:
+            rows = conn.execute(
+                "SELECT o.payload, o.attempts FROM outbox o WHERE o.status = 'pending' AND o.next_at <= ? "
+                "AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.subscription_id = o.subscription_id "
+                "AND p.status = 'pending' AND p.seq < o.seq AND p.next_at > ?) ORDER BY o.seq LIMIT ?",
+                (stamp, stamp, limit),
+            )
+            return [(delivery_from_dict(orjson.loads(payload)), attempts) for payload, attempts in rows]
+        return await self.db.call(read)
+
+    async def delivered(self, key: str, at: datetime) -> None:
+        await self.db.call(lambda conn: conn.execute(
+            "UPDATE outbox SET status = 'delivered', delivered_at = ?, last_error = NULL WHERE key = ?",
+            (ts(at), key)))
+
+    async def failed(self, key: str, attempts: int, reason: str, retry_at: datetime | None) -> None:
+        status, next_at = ("pending", ts(retry_at)) if retry_at else ("dead", None)
+        await self.db.call(lambda conn: conn.execute(
+            "UPDATE outbox SET status = ?, attempts = ?, last_error = ?, next_at = coalesce(?, next_at) "
+            "WHERE key = ?", (status, attempts, reason, next_at, key)))
+
+    async def counts(self) -> Mapping[str, int]:
+        def read(conn: sqlite3.Connection) -> dict[str, int]:
+            return dict(conn.execute("SELECT status, count(*) FROM outbox GROUP BY status").fetchall())
+        return await self.db.call(read)
+
+    async def next_due(self) -> datetime | None:
+        def read(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute("SELECT min(next_at) FROM outbox WHERE status = 'pending'").fetchone()
+            return None if row is None else row[0]
+        found = await self.db.call(read)
+        return None if found is None else datetime.fromisoformat(found)
