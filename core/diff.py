@@ -34,14 +34,14 @@ def diff_one(before: Record | None, after: Record, *, at: datetime, version: str
         if not changed and before.point == after.point:
             return None
     kinds = profile.kinds(op, before, after, last_in_group=last_in_group)
-    return Change(change_id(after.dataset, after.key, op, before, after, version), after.dataset, after.key, op,
-                  kinds, before, after, changed, at, version)
+    cid = change_id(after.dataset, after.key, op, before=before, after=after, version=version)
+    return Change(cid, after.dataset, after.key, op, kinds, before, after, changed, at, version)
 
 
 def removal(before: Record, *, at: datetime, version: str, profile: Profile = GENERIC,
             floor: str | None = None) -> Change:
     kinds = profile.kinds(Op.REMOVED, before, None, floor=floor)
-    cid = change_id(before.dataset, before.key, Op.REMOVED, before, None, version)
+    cid = change_id(before.dataset, before.key, Op.REMOVED, before=before, after=None, version=version)
     return Change(cid, before.dataset, before.key, Op.REMOVED, kinds, before, None, (), at, version)
 
 

@@ -199,7 +199,7 @@ def parse_point(value: object) -> Point | None:
 
     Empty values give None; anything else unreadable raises ValueError.
     """
-    if value is None or value == "" or value == {} or value == []:
+    if value is None or value in ("", {}, []):
         return None
     if isinstance(value, dict):
         return Point(float(value["lat"]), float(value["lon"]))

@@ -30,7 +30,7 @@ class Record:
     fields: Mapping[str, Any]
     fingerprint: str
     point: Point | None = None
-    admin: AdminCodes = AdminCodes()
+    admin: AdminCodes = field(default_factory=AdminCodes)
     group: str = ""
     rating: int | None = None
 
@@ -78,11 +78,12 @@ class Change:
     def current(self) -> Record:
         """The record as it is now, or as it was last seen when removed."""
         record = self.after or self.before
-        assert record is not None  # a Change always has one side
+        if record is None:
+            raise ValueError(f"change {self.id} has neither side")
         return record
 
 
-def change_id(dataset: str, key: str, op: Op, before: Record | None, after: Record | None, version: str) -> str:
+def change_id(dataset: str, key: str, op: Op, *, before: Record | None, after: Record | None, version: str) -> str:
     """Deterministic: reprocessing the same snapshot gives the same ids (and so the same idempotency keys)."""
     return stable_hash(
         dataset, key, op.value, before.fingerprint if before else "", after.fingerprint if after else "", version

@@ -47,12 +47,10 @@ class Profile:
     def kinds(self, op: Op, before: Record | None, after: Record | None, *, last_in_group: Record | None = None,
               floor: str | None = None) -> tuple[str, ...]:
         if op is Op.CREATED:
-            assert after is not None
             return (self.created_kind, *self._trend(last_in_group, after))
         if op is Op.UPDATED:
             return (*self._trend(before, after), Kind.UPDATED)
-        assert before is not None
-        if floor is not None and self.order(before)[:10] < floor:
+        if before is not None and floor is not None and self.order(before)[:10] < floor:
             return (Kind.AGED_OUT,)
         return (Kind.REMOVED,)
 
@@ -77,6 +75,14 @@ ALIMCONFIANCE = Profile(
     order_field="date_inspection",
     window_days=365,
 )
+
+PROFILES = {p.dataset: p for p in (ALIMCONFIANCE,)}
+
+
+def profile_for(dataset: str) -> Profile:
+    """The profile of a known dataset, else the generic one (created/updated/removed only)."""
+    return PROFILES.get(dataset) or Profile(dataset=dataset)
+
 
 RATING_LABELS = {
     1: {"fr": "Très satisfaisant", "en": "Very satisfactory"},

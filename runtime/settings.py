@@ -1,0 +1,87 @@
+"""Settings, read once at the composition root: environment (`VIGIE_*`) over a TOML file over defaults.
+
+The TOML file is `$VIGIE_CONFIG`, else `./vigie.toml` when present:
+
+    state = "sqlite:///vigie.db"
+    poll_interval = 3600
+    sources = ["ods+https://dgal.opendatasoft.com/export_alimconfiance"]
+
+Secrets are SecretStr and print masked (`Settings.masked()`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_STATE = "sqlite:///vigie.db"
+
+
+def config_file() -> Path | None:
+    explicit = os.environ.get("VIGIE_CONFIG")
+    if explicit:
+        return Path(explicit)
+    local = Path("vigie.toml")
+    return local if local.exists() else None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VIGIE_", frozen=True, extra="ignore")
+
+    sources: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    state: str = DEFAULT_STATE
+    store: str | None = None
+    bus: str = "memory://"
+    poll_interval: float = Field(default=3600.0, gt=0)
+    min_snapshot_ratio: float = Field(default=0.5, ge=0, le=1)
+    baseline_alerts: bool = False
+    delivery_interval: float = Field(default=1.0, gt=0)
+    max_attempts: int = Field(default=8, ge=1)
+    http_timeout: float = Field(default=30.0, gt=0)
+    slack_bot_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("slack_bot_token", "VIGIE_SLACK_BOT_TOKEN", "SLACK_BOT_TOKEN"),
+    )
+    slack_api_url: str = "https://slack.com/api/"
+    telegram_bot_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("telegram_bot_token", "VIGIE_TELEGRAM_BOT_TOKEN", "TELEGRAM_BOT_TOKEN"),
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    log_format: Literal["console", "json"] = "console"
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def subscription_store(self) -> str:
+        return self.store or self.state
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = config_file()
+        extra = (TomlConfigSettingsSource(settings_cls, toml_file=toml),) if toml else ()
+        return (init_settings, env_settings, *extra)
+
+    def masked(self) -> dict[str, Any]:
+        """The settings as they may be printed: secrets masked (SecretStr prints '**********')."""
+        return {name: (str(value) if isinstance(value, SecretStr) else value)
+                for name, value in self.model_dump().items()}

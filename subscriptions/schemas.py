@@ -1,0 +1,109 @@
+"""Subscription input as people type it (CLI, REST, bots), validated with pydantic at the edge.
+
+`SubscriptionIn.to_subscription(id)` is the only way in: it gives a core Subscription or raises
+pydantic.ValidationError with one precise message per bad field.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from core.geo import AdminArea, Area, BBox, Circle, Everywhere, Point, Polygon
+from core.model import Filter, Kind, Subscription
+
+KINDS = frozenset(k.value for k in Kind)
+_DISTANCE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(km|m)?\s*$", re.IGNORECASE)
+_AREA_FIELDS = ("near", "commune", "postcode", "departement", "region", "bbox", "polygon", "everywhere")
+
+
+def parse_distance(value: str | float) -> float:
+    """'1km', '1.5 km', '800m', '800' (metres) → metres."""
+    if isinstance(value, int | float):
+        return float(value)
+    match = _DISTANCE.match(value)
+    if not match:
+        raise ValueError(f"not a distance: {value!r} (try 500m or 1.5km)")
+    number, unit = float(match.group(1)), (match.group(2) or "m").lower()
+    return number * 1000 if unit == "km" else number
+
+
+def parse_latlon(value: str | list[float] | tuple[float, float]) -> tuple[float, float]:
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    if len(parts) != 2:
+        raise ValueError(f"expected LAT,LON, got {value!r}")
+    lat, lon = float(parts[0]), float(parts[1])
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise ValueError(f"coordinates out of range: {lat},{lon}")
+    return lat, lon
+
+
+class SubscriptionIn(BaseModel):
+    """Exactly one area (near+radius, an admin code, bbox, polygon or everywhere) and a destination."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    to: Annotated[str, Field(min_length=3, description="destination URL: console://, webhook+https://, slack://")]
+    near: tuple[float, float] | None = None
+    radius_m: float | None = Field(default=None, gt=0, le=100_000)
+    commune: Annotated[str, Field(pattern=r"^(\d{5}|2[AB]\d{3})$")] | None = None
+    postcode: Annotated[str, Field(pattern=r"^\d{5}$")] | None = None
+    departement: Annotated[str, Field(pattern=r"^(\d{2}|2[AB]|97\d)$")] | None = None
+    region: Annotated[str, Field(pattern=r"^\d{2}$")] | None = None
+    bbox: tuple[float, float, float, float] | None = None
+    polygon: dict[str, Any] | None = None
+    everywhere: bool = False
+    rating_at_least: int | None = Field(default=None, ge=1, le=4)
+    kinds: frozenset[str] = frozenset()
+    datasets: frozenset[str] = frozenset()
+    lang: Literal["fr", "en"] = "fr"
+    secret: Annotated[str, Field(pattern=r"^whsec_[A-Za-z0-9+/=]{24,}$")] | None = None
+    label: str = Field(default="", max_length=200)
+
+    @field_validator("near", mode="before")
+    @classmethod
+    def _near(cls, value: Any) -> Any:
+        return None if value is None else parse_latlon(value)
+
+    @field_validator("radius_m", mode="before")
+    @classmethod
+    def _radius(cls, value: Any) -> Any:
+        return None if value is None else parse_distance(value)
+
+    @field_validator("kinds")
+    @classmethod
+    def _kinds(cls, value: frozenset[str]) -> frozenset[str]:
+        unknown = sorted(value - KINDS)
+        if unknown:
+            raise ValueError(f"unknown kind(s) {', '.join(unknown)}; known: {', '.join(sorted(KINDS))}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_area(self) -> SubscriptionIn:
+        given = [name for name in _AREA_FIELDS if getattr(self, name)]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one area ({', '.join(_AREA_FIELDS)}), got {len(given) or 'none'}")
+        if (self.near is None) != (self.radius_m is None):
+            raise ValueError("near and radius go together")
+        return self
+
+    def area(self) -> Area:
+        if self.near is not None and self.radius_m is not None:
+            return Circle(Point(*self.near), self.radius_m)
+        for level in ("commune", "postcode", "departement", "region"):
+            code = getattr(self, level)
+            if code:
+                return AdminArea(level, code)
+        if self.bbox is not None:
+            return BBox(*self.bbox)
+        if self.polygon is not None:
+            return Polygon.from_geojson(self.polygon)
+        return Everywhere()
+
+    def to_subscription(self, subscription_id: str) -> Subscription:
+        return Subscription(
+            id=subscription_id, area=self.area(), destination=self.to, lang=self.lang, secret=self.secret,
+            label=self.label, filter=Filter(self.datasets, self.kinds, self.rating_at_least),
+        )

@@ -1,0 +1,58 @@
+"""Subscriptions of the embedded runtime, in the same SQLite file as the rest of its state."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import orjson
+
+from core.codec import subscription_from_dict, subscription_to_dict
+from core.model import Subscription
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS subscriptions (
+    id TEXT PRIMARY KEY, destination TEXT NOT NULL, data BLOB NOT NULL,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+"""
+
+
+def _path(url: str) -> str:
+    if url.startswith("memory://"):
+        return ":memory:"
+    if url.startswith("sqlite:///"):
+        return url.removeprefix("sqlite:///")
+    raise ValueError(f"not a SQLite URL: {url!r}")
+
+
+class SqliteSubscriptionStore:
+    """core.ports.SubscriptionStore; small and rarely written, so plain short transactions suffice."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._conn = sqlite3.connect(_path(url), isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA busy_timeout = 5000")
+        self._conn.executescript(SCHEMA)
+
+    async def put(self, subscription: Subscription) -> None:
+        data = orjson.dumps(subscription_to_dict(subscription))
+        self._conn.execute(
+            "INSERT INTO subscriptions (id, destination, data) VALUES (?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET destination = excluded.destination, data = excluded.data",
+            (subscription.id, subscription.destination, data),
+        )
+
+    async def get(self, subscription_id: str) -> Subscription | None:
+        row = self._conn.execute("SELECT data FROM subscriptions WHERE id = ?", (subscription_id,)).fetchone()
+        return None if row is None else subscription_from_dict(orjson.loads(row[0]))
+
+    async def delete(self, subscription_id: str) -> bool:
+        cursor = self._conn.execute("DELETE FROM subscriptions WHERE id = ?", (subscription_id,))
+        return cursor.rowcount > 0
+
+    async def all(self) -> list[Subscription]:
+        rows = self._conn.execute("SELECT data FROM subscriptions ORDER BY created_at, id")
+        return [subscription_from_dict(orjson.loads(data)) for (data,) in rows]
+
+    async def aclose(self) -> None:
+        self._conn.close()
