@@ -1,0 +1,235 @@
+"""`vigie`: the command line. Thin: parse, build settings, call runtime functions, print."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import secrets
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import pydantic
+from rich.console import Console
+from rich.table import Table
+
+from core.codec import area_to_dict
+from core.errors import SubscriptionError
+from core.model import Subscription
+from notifiers import mask, new_secret, validate_destination
+from runtime.embedded import Embedded
+from runtime.logs import configure
+from runtime.settings import Settings
+from subscriptions.schemas import SubscriptionIn
+from subscriptions.sqlite import SqliteSubscriptionStore
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "source", None):
+        overrides["sources"] = args.source
+    if getattr(args, "state", None):
+        overrides["state"] = args.state
+    settings = Settings(**overrides)
+    configure(settings.log_level, settings.log_format)
+    return settings
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if not settings.sources:
+        err.print("[red]no sources configured[/]: set VIGIE_SOURCES or `sources` in vigie.toml")
+        return 2
+    if args.once:
+        summary = asyncio.run(_run_once(settings))
+        if args.json:
+            print(json.dumps(summary))
+        else:
+            out.print_json(data=summary)
+        return 0
+    asyncio.run(_run_forever(settings))
+    return 0
+
+
+async def _run_once(settings: Settings) -> dict[str, Any]:
+    async with Embedded(settings, console=sys.stdout) as vigie:
+        return (await vigie.run_once()).to_dict()
+
+
+async def _run_forever(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    err.print(f"vigie: watching {len(settings.sources)} source(s) every {settings.poll_interval:g}s; Ctrl-C stops")
+    async with Embedded(settings, console=sys.stdout) as vigie:
+        await vigie.run_forever(stop)
+
+
+def _subscription_input(args: argparse.Namespace) -> SubscriptionIn:
+    fields = {
+        "to": args.to, "near": args.near, "radius_m": args.radius, "commune": args.commune,
+        "postcode": args.postcode, "departement": args.departement, "region": args.region,
+        "bbox": tuple(float(x) for x in args.bbox.split(",")) if args.bbox else None,
+        "polygon": json.loads(open(args.polygon, encoding="utf-8").read()) if args.polygon else None,  # noqa: SIM115
+        "everywhere": args.everywhere, "rating_at_least": args.rating_at_least, "lang": args.lang,
+        "kinds": frozenset(k for k in (args.kinds or "").split(",") if k),
+        "datasets": frozenset(d for d in (args.dataset or "").split(",") if d),
+        "secret": args.secret, "label": args.label or "",
+    }
+    if args.near and args.radius is None:
+        fields["radius_m"] = "1km"
+    return SubscriptionIn(**{k: v for k, v in fields.items() if v is not None})
+
+
+def _errors(exc: pydantic.ValidationError) -> str:
+    return "\n".join(f"  {'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in exc.errors())
+
+
+def cmd_subscribe(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    try:
+        spec = _subscription_input(args)
+        destination = validate_destination(spec.to)
+    except pydantic.ValidationError as exc:
+        err.print(f"[red]invalid subscription[/]\n{_errors(exc)}")
+        return 2
+    except (SubscriptionError, ValueError, OSError) as exc:
+        err.print(f"[red]invalid subscription[/]: {exc}")
+        return 2
+    generated = destination.startswith("webhook") and spec.secret is None
+    spec = spec.model_copy(update={"to": destination, "secret": new_secret() if generated else spec.secret})
+    subscription = spec.to_subscription(f"sub_{secrets.token_hex(5)}")
+    asyncio.run(_put(settings, subscription))
+    out.print(f"subscribed [bold]{subscription.id}[/] → {mask(destination)}")
+    if generated:
+        out.print(f"webhook secret (shown once, keep it to verify signatures): [bold]{subscription.secret}[/]")
+    return 0
+
+
+async def _put(settings: Settings, subscription: Subscription) -> None:
+    store = SqliteSubscriptionStore(settings.subscription_store)
+    await store.put(subscription)
+    await store.aclose()
+
+
+async def _all(settings: Settings) -> list[Subscription]:
+    store = SqliteSubscriptionStore(settings.subscription_store)
+    try:
+        return await store.all()
+    finally:
+        await store.aclose()
+
+
+def describe_area(subscription: Subscription) -> str:
+    area = area_to_dict(subscription.area)
+    kind = area.pop("type")
+    if kind == "circle":
+        return f"{area['radius_m']:g} m around {area['lat']:.5f},{area['lon']:.5f}"
+    if kind == "admin":
+        return f"{area['level']} {area['code']}"
+    return kind
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    subs = asyncio.run(_all(_settings(args)))
+    if args.json:
+        print(json.dumps([{"id": s.id, "destination": mask(s.destination), "area": area_to_dict(s.area),
+                           "kinds": sorted(s.filter.kinds), "min_rating": s.filter.min_rating, "lang": s.lang}
+                          for s in subs]))
+        return 0
+    table = Table("id", "where", "filter", "destination", "lang", title=f"{len(subs)} subscription(s)")
+    for s in subs:
+        filt = ", ".join([*sorted(s.filter.kinds)] + ([f"rating ≥ {s.filter.min_rating}"] if s.filter.min_rating
+                                                     else [])) or "all changes"
+        table.add_row(s.id, describe_area(s), filt, mask(s.destination), s.lang)
+    out.print(table)
+    return 0
+
+
+def cmd_unsubscribe(args: argparse.Namespace) -> int:
+    async def delete() -> bool:
+        store = SqliteSubscriptionStore(_settings(args).subscription_store)
+        try:
+            return await store.delete(args.id)
+        finally:
+            await store.aclose()
+    if asyncio.run(delete()):
+        out.print(f"unsubscribed {args.id}")
+        return 0
+    err.print(f"[red]no subscription {args.id}[/]")
+    return 1
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    print(json.dumps(_settings(args).masked(), indent=2, default=str))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from runtime.demo import run_demo  # noqa: PLC0415 - the demo pulls in its local servers only when asked
+
+    return asyncio.run(run_demo(lang=args.lang, keep=args.keep))
+
+
+def _subscribe_parser(sub: Any) -> None:
+    p = sub.add_parser("subscribe", help="add a subscription")
+    p.add_argument("--to", required=True, help="console://, webhook+https://…, slack://[TOKEN@]#channel")
+    p.add_argument("--near", help="LAT,LON")
+    p.add_argument("--radius", help="with --near: 500m, 1km (default 1km)")
+    for level in ("commune", "postcode", "departement", "region"):
+        p.add_argument(f"--{level}", help=f"{level} code")
+    p.add_argument("--bbox", help="SOUTH,WEST,NORTH,EAST")
+    p.add_argument("--polygon", help="GeoJSON Polygon/MultiPolygon geometry file")
+    p.add_argument("--everywhere", action="store_true")
+    p.add_argument("--rating-at-least", type=int, choices=(1, 2, 3, 4),
+                   help="only results rated N or worse (4 = urgent corrective action)")
+    p.add_argument("--kinds", help="comma-separated: new_inspection,downgrade,upgrade,updated,removed,aged_out")
+    p.add_argument("--dataset", help="comma-separated dataset names (default: all)")
+    p.add_argument("--lang", choices=("fr", "en"), default="fr")
+    p.add_argument("--secret", help="webhook signing secret whsec_… (generated when absent)")
+    p.add_argument("--label", help="a note for yourself")
+    p.set_defaults(func=cmd_subscribe)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="vigie", description="Tell me when this public data changes near me.")
+    root.add_argument("--state", help="state database URL (default $VIGIE_STATE or sqlite:///vigie.db)")
+    sub = root.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="poll sources, diff, match and deliver (embedded runtime)")
+    run.add_argument("--once", action="store_true", help="poll each source once, deliver, exit")
+    run.add_argument("--json", action="store_true", help="with --once: print a JSON summary as the last line")
+    run.add_argument("--source", action="append", help="source URL (repeatable; overrides VIGIE_SOURCES)")
+    run.set_defaults(func=cmd_run)
+    _subscribe_parser(sub)
+    subs = sub.add_parser("subscriptions", help="list subscriptions")
+    subs_sub = subs.add_subparsers(dest="action", required=True)
+    listing = subs_sub.add_parser("list")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=cmd_list)
+    unsub = sub.add_parser("unsubscribe", help="remove a subscription")
+    unsub.add_argument("id")
+    unsub.set_defaults(func=cmd_unsubscribe)
+    sub.add_parser("config", help="print the effective settings, secrets masked").set_defaults(func=cmd_config)
+    demo = sub.add_parser("demo", help="run Vigie end to end on real data against local stand-ins")
+    demo.add_argument("--lang", choices=("fr", "en"), default="fr")
+    demo.add_argument("--keep", action="store_true", help="keep the demo's state directory")
+    demo.set_defaults(func=cmd_demo)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    with contextlib.suppress(KeyboardInterrupt):
+        return int(args.func(args))
+    return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

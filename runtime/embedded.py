@@ -1,0 +1,191 @@
+"""The embedded runtime: one process, asyncio + SQLite, no broker (`vigie run`).
+
+Each source is polled on its interval; every snapshot goes through the Processor (diff, match,
+outbox, one transaction), then the OutboxWorker drains the outbox. A crash between the two
+loses nothing: pending deliveries are still in the outbox at restart, with the same idempotency
+keys, so receivers that dedupe see each alert once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import IO, Any
+
+import aiohttp
+
+from core.match import GridIndex
+from core.ports import Adapter, RawSnapshot, Snapshot, Source
+from core.profiles import profile_for
+from notifiers import Channels
+from notifiers.worker import DrainResult, OutboxWorker, RetryPolicy
+from producers import adapter_for, open_source
+from runtime.settings import Settings
+from streams.processor import Outcome, Processor
+from streams.sqlite import Database, SourceState, SqliteOutbox, StateStore, ts
+from subscriptions.sqlite import SqliteSubscriptionStore
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str, str], None]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Summary:
+    """What `vigie run --once --json` prints as its last line."""
+
+    changes: Counter[str] = field(default_factory=Counter)
+    kinds: Counter[str] = field(default_factory=Counter)
+    deliveries: int = 0
+    delivered: int = 0
+    failed: int = 0
+    dead: int = 0
+    quarantined: int = 0
+    sources: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, outcome: Outcome) -> None:
+        self.changes.update(outcome.counts())
+        self.kinds.update(outcome.kinds())
+        self.deliveries += len(outcome.deliveries)
+        self.quarantined += outcome.quarantined
+        self.sources.append({
+            "url": outcome.source, "version": outcome.version, "rows": outcome.rows, "complete": outcome.complete,
+            "baseline": outcome.baseline, "unchanged": outcome.unchanged, "problem": outcome.problem,
+        })
+
+    def to_dict(self) -> dict[str, Any]:
+        changes = {op: self.changes.get(op, 0) for op in ("created", "updated", "removed")}
+        return {"changes": changes, "kinds": dict(sorted(self.kinds.items())), "deliveries": self.deliveries,
+                "delivered": self.delivered, "failed": self.failed, "dead": self.dead,
+                "quarantined": self.quarantined, "sources": self.sources}
+
+
+class Embedded:
+    """Wires the embedded adapters; use as `async with Embedded(settings) as vigie:`."""
+
+    def __init__(self, settings: Settings, *, console: IO[str] | None = None, clock: Callable[[], datetime] = utcnow,
+                 progress: Progress | None = None) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._console = console
+        self._progress = progress or (lambda stage, detail: None)
+        self._sources: dict[str, tuple[Source, Adapter]] = {}
+        self.wake = asyncio.Event()
+
+    async def __aenter__(self) -> Embedded:
+        s = self.settings
+        self.db = await Database(s.state).open()
+        self.state = StateStore(self.db)
+        self.outbox = SqliteOutbox(self.db)
+        self.subscriptions = SqliteSubscriptionStore(s.subscription_store)
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=s.http_timeout))
+        self.channels = Channels(
+            slack_token=s.slack_bot_token.get_secret_value() if s.slack_bot_token else None,
+            slack_base_url=s.slack_api_url, console_stream=self._console, timeout=s.http_timeout,
+            session=self.session,
+        )
+        self.processor = Processor(self.state, profiles=profile_for, min_ratio=s.min_snapshot_ratio,
+                                   baseline_alerts=s.baseline_alerts)
+        self.worker = OutboxWorker(self.outbox, self.channels, RetryPolicy(max_attempts=s.max_attempts), self.clock)
+        for url in s.sources:
+            self._sources[url] = (open_source(url, session=self.session), adapter_for(url))
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        for source, _ in self._sources.values():
+            await source.aclose()
+        await self.channels.aclose()
+        await self.session.close()
+        await self.subscriptions.aclose()
+        await self.db.close()
+
+    async def poll(self, url: str) -> Outcome:
+        """Fetch one source, and diff, match and enqueue in one transaction."""
+        source, adapter = self._sources[url]
+        known = await self.state.source(url)
+        self._progress("fetch", url)
+        raw = await source.fetch(known.version if known else None)
+        self._progress("diff", f"{len(raw.rows)} rows")
+        snapshot = self._snapshot(url, raw, adapter)
+        matcher = GridIndex(await self.subscriptions.all())
+        outcome = await self.processor.process(snapshot, matcher, at=self.clock())
+        self._progress("matched", f"{len(outcome.changes)} changes, {len(outcome.deliveries)} deliveries")
+        self.wake.set()
+        return outcome
+
+    @staticmethod
+    def _snapshot(url: str, raw: RawSnapshot, adapter: Adapter) -> Snapshot:
+        if raw.unchanged:
+            return Snapshot(adapter.dataset, url, [], False, raw.version, unchanged=True)
+        snapshot = adapter.to_snapshot(raw)
+        if snapshot.source != url:  # state is kept per configured source URL
+            snapshot = Snapshot(snapshot.dataset, url, snapshot.records, snapshot.complete, snapshot.version,
+                                snapshot.quarantined, snapshot.problem)
+        return snapshot
+
+    async def deliver(self) -> DrainResult:
+        """Drain everything that is due now; retries scheduled later stay in the outbox."""
+        total = DrainResult(0, 0, 0)
+        while True:
+            result = await self.worker.drain()
+            total = DrainResult(total.delivered + result.delivered, total.retried + result.retried,
+                                total.dead + result.dead)
+            if result.delivered + result.retried + result.dead == 0:
+                return total
+            self._progress("deliver", f"{total.delivered} delivered")
+
+    async def run_once(self) -> Summary:
+        summary = Summary()
+        for url in self._sources:
+            summary.add(await self._poll_safely(url))
+        result = await self.deliver()
+        summary.delivered, summary.failed, summary.dead = result.delivered, result.retried, result.dead
+        return summary
+
+    async def _poll_safely(self, url: str) -> Outcome:
+        try:
+            return await self.poll(url)
+        except Exception as exc:  # a broken source must not stop the others
+            log.exception("polling %s failed", url)
+            problem = f"{type(exc).__name__}: {exc}"
+            await self.state.record_health(SourceState(url, None, False, problem, ts(self.clock()), None))
+            return Outcome(url, "", 0, False, problem=problem)
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            for url in self._sources:
+                tasks.create_task(self._poll_loop(url, stop))
+            tasks.create_task(self._deliver_loop(stop))
+
+    async def _poll_loop(self, url: str, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self._poll_safely(url)
+            await _wait(stop, self.settings.poll_interval)
+
+    async def _deliver_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self.deliver()
+            self.wake.clear()
+            await _wait_any(stop, self.wake, self.settings.delivery_interval)
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout=seconds)
+
+
+async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+    await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    for waiter in waiters:
+        waiter.cancel()
