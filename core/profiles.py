@@ -7,6 +7,7 @@ how long the dataset's rolling window is, and the name of its 'created' kind.
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -96,8 +97,14 @@ def rating_of(label: str | None, code: str | None = None) -> int | None:
     """Rating 1..4 from the published code or label; None when neither is readable."""
     if code and code.strip() in {"1", "2", "3", "4"}:
         return int(code.strip())
-    text = (label or "").strip().casefold().replace("à", "a")
+    text = _fold(label or "")
     for value, names in RATING_LABELS.items():
-        if text == names["fr"].casefold().replace("à", "a"):
+        if text == _fold(names["fr"]):
             return value
     return None
+
+
+def _fold(label: str) -> str:
+    """Case- and accent-insensitive form of a label, whatever its Unicode form: 'À améliorer' → 'a ameliorer'."""
+    decomposed = unicodedata.normalize("NFKD", label.strip().casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
