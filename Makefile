@@ -1,0 +1,48 @@
+# Two commands a newcomer needs: `make demo` and `make test`. Each makes its own virtualenv.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint check install services-up services-down bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Everything the demo needs: the embedded runtime only.
+$(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $@
+
+# Everything the tests need: every extra (Kafka, Redis, Telegram) and the dev tools.
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[kafka,redis,telegram,dev]'
+	@touch $@ $(VENV)/.demo-installed
+
+install: $(VENV)/.dev-installed
+
+demo: $(VENV)/.demo-installed
+	$(BIN)/vigie demo
+
+# Starts Redis and Kafka when absent (KAFKA_BOOTSTRAP_SERVERS / REDIS_URL when set), runs lint and
+# every test, stops what it started.
+test: $(VENV)/.dev-installed lint
+	bash deploy/local/with-services.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+services-up:
+	bash deploy/local/services.sh up
+
+services-down:
+	bash deploy/local/services.sh down
+
+bench: $(VENV)/.dev-installed
+	$(BIN)/python bench/diff.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
