@@ -1,0 +1,161 @@
+"""`webhook+https://host/path`: a signed CloudEvent POSTed to a partner's endpoint.
+
+The body is `core.render.cloudevent(delivery)` as JSON (`application/cloudevents+json`), signed the
+Standard Webhooks way with the subscription's own `whsec_…` secret: `webhook-id` is the delivery's
+idempotency key, so a receiver that dedupes on it sees each alert once however often we retry.
+`webhook+http://` is accepted for loopback hosts only (local receivers, tests).
+
+Status → DeliveryError: 2xx ok; 408, 425, 429, 5xx, timeouts and connection errors are retriable
+(honouring `Retry-After`); 410 means the endpoint is gone for good; any other status is not retriable.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import orjson
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import EmptyWebhookSecretError
+
+from core import render
+from core.errors import DeliveryError, SubscriptionError
+from core.model import Delivery
+from core.ports import Channel
+from notifiers.base import DEFAULT_TIMEOUT, Options, Plugin, mask_http_url, parse_retry_after, split_scheme, target_of
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = "application/cloudevents+json"
+USER_AGENT = "Vigie-Webhooks/1"
+RETRIABLE_STATUSES = frozenset({408, 425, 429})
+SECRET_PREFIX = "whsec_"  # noqa: S105 - the Standard Webhooks prefix, not a secret
+MAX_RESPONSE_BYTES = 64 * 1024
+
+
+def new_secret() -> str:
+    """A fresh Standard Webhooks signing secret: `whsec_` + 32 random bytes, base64."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookTarget:
+    endpoint: str  # the http(s) URL we POST to
+
+    @classmethod
+    def parse(cls, url: str) -> WebhookTarget:
+        scheme, rest = split_scheme(url)
+        if scheme not in ("webhook+https", "webhook+http"):
+            raise SubscriptionError(f"webhook destination must start with webhook+https://, got {scheme}://")
+        http = scheme.removeprefix("webhook+")
+        parts = urlsplit(f"{http}://{rest}")
+        try:
+            host, port = parts.hostname, parts.port
+        except ValueError as exc:
+            raise SubscriptionError(f"webhook URL has an invalid port: {exc}") from exc
+        if not host:
+            raise SubscriptionError("webhook URL has no host: expected webhook+https://host/path")
+        if http == "http" and not _is_loopback(host):
+            raise SubscriptionError(
+                f"webhook+http:// is only allowed for loopback hosts (127.0.0.0/8, localhost, ::1), not {host}: "
+                "use webhook+https://")
+        netloc = parts.netloc.rpartition("@")[0]
+        hostport = f"[{host}]" if ":" in host else host
+        hostport += "" if port is None else f":{port}"
+        netloc = f"{netloc}@{hostport}" if netloc else hostport
+        return cls(urlunsplit((http, netloc, parts.path or "/", parts.query, "")))
+
+    def url(self, privacy: bool = True) -> str:
+        return "webhook+" + (mask_http_url(self.endpoint) if privacy else self.endpoint)
+
+
+def status_error(status: int, retry_after: float | None, where: str) -> DeliveryError | None:
+    """The DeliveryError an HTTP status means, or None for success."""
+    if 200 <= status < 300:
+        return None
+    if status == 410:
+        return DeliveryError(f"webhook endpoint is gone (410 Gone): {where}", retriable=False)
+    if status in RETRIABLE_STATUSES or status >= 500:
+        return DeliveryError(f"webhook endpoint answered {status}: {where}", retriable=True, retry_after=retry_after)
+    return DeliveryError(f"webhook endpoint refused the event with {status}: {where}", retriable=False)
+
+
+def signed_headers(secret: str, msg_id: str, at: datetime, body: str) -> dict[str, str]:
+    """Standard Webhooks headers for `body`; DeliveryError (not retriable) if the secret is unusable."""
+    try:
+        signature = Webhook(secret).sign(msg_id, at.astimezone(UTC), body)
+    except (binascii.Error, EmptyWebhookSecretError, ValueError) as exc:
+        raise DeliveryError("webhook signing secret is not a valid whsec_ base64 secret", retriable=False) from exc
+    return {
+        "content-type": CONTENT_TYPE, "user-agent": USER_AGENT,
+        "webhook-id": msg_id, "webhook-timestamp": str(int(at.timestamp())), "webhook-signature": signature,
+    }
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class WebhookChannel:
+    """POSTs signed CloudEvents; raises DeliveryError saying whether a retry may help."""
+
+    scheme = "webhook"
+
+    def __init__(self, session: aiohttp.ClientSession, *, timeout: float = DEFAULT_TIMEOUT,
+                 clock: Callable[[], datetime] = _utcnow) -> None:
+        self._session = session
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._clock = clock
+
+    async def send(self, delivery: Delivery) -> None:
+        target = target_of(delivery, WebhookTarget.parse)
+        secret = delivery.subscription.secret
+        if not secret:
+            raise DeliveryError("webhook subscription has no signing secret", retriable=False)
+        try:
+            body = orjson.dumps(render.cloudevent(delivery)).decode()
+        except TypeError as exc:
+            raise DeliveryError(f"the event cannot be encoded as JSON: {exc}", retriable=False) from exc
+        headers = signed_headers(secret, delivery.key, self._clock(), body)
+        status, retry_after = await self._post(target, body, headers)
+        if error := status_error(status, retry_after, target.url()):
+            raise error
+        log.debug("webhook %s accepted %s with %d", target.url(), delivery.key, status, extra={
+            "change_id": delivery.change.id, "subscription_id": delivery.subscription.id, "channel": self.scheme})
+
+    async def _post(self, target: WebhookTarget, body: str, headers: dict[str, str]) -> tuple[int, float | None]:
+        try:
+            async with self._session.post(target.endpoint, data=body.encode(), headers=headers,
+                                          timeout=self._timeout, allow_redirects=False) as response:
+                await response.content.read(MAX_RESPONSE_BYTES)  # drained so the connection can be reused
+                return response.status, parse_retry_after(response.headers.get("Retry-After"), self._clock())
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            reason = f"{type(exc).__name__}: {exc}".rstrip(": ")
+            raise DeliveryError(f"webhook {target.url()} unreachable: {reason}", retriable=True) from exc
+
+    async def aclose(self) -> None:
+        return None
+
+
+def build(options: Options) -> Channel:
+    return WebhookChannel(options.session, timeout=options.timeout)
+
+
+PLUGIN = Plugin("webhook", ("webhook+https", "webhook+http"), WebhookTarget.parse, build)

@@ -1,0 +1,142 @@
+"""The outbox drainer: send what is due, schedule retries, dead-letter what will never work.
+
+Delivery policy is data (`RetryPolicy`). Order is kept per subscription: its deliveries go one
+after another in outbox order, and after a failure the rest wait for a later round (the outbox's
+`pending` holds back what follows an undelivered, not-yet-due delivery of the same subscription).
+Different subscriptions are served in parallel, at most `concurrency` at a time, each destination
+paced by a token bucket (`ratelimit.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, Protocol
+
+from core.errors import DeliveryError
+from core.model import Delivery
+from core.ports import Outbox
+from notifiers import mask
+from notifiers.ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["delivered", "retried", "dead"]
+
+
+class Sender(Protocol):
+    async def send(self, delivery: Delivery) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff with jitter, capped; a destination's `Retry-After` wins when it gives one."""
+
+    max_attempts: int = 8
+    base: float = 1.0
+    factor: float = 2.0
+    max_delay: float = 3600.0
+    jitter: float = 0.1
+
+    def next_delay(self, attempt: int, retry_after: float | None = None, *, spread: float = 0.5) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based).
+
+        `spread` in [0, 1] picks the point in the ±jitter band (0.5: exactly on the curve); the
+        worker draws it at random so retries of many deliveries do not arrive in lockstep.
+        """
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_delay)
+        try:
+            raw = self.base * self.factor ** max(0, attempt - 1)
+        except OverflowError:
+            raw = self.max_delay
+        return min(min(raw, self.max_delay) * (1.0 + self.jitter * (2.0 * spread - 1.0)), self.max_delay)
+
+    def exhausted(self, attempts: int) -> bool:
+        return attempts >= self.max_attempts
+
+
+@dataclass(frozen=True, slots=True)
+class DrainResult:
+    delivered: int
+    retried: int
+    dead: int
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _context(delivery: Delivery) -> dict[str, Any]:
+    return {"change_id": delivery.change.id, "subscription_id": delivery.subscription.id,
+            "channel": delivery.subscription.channel, "delivery_key": delivery.key}
+
+
+class OutboxWorker:
+    def __init__(self, outbox: Outbox, channels: Sender, policy: RetryPolicy | None = None,
+                 clock: Callable[[], datetime] = _utcnow, *, concurrency: int = 8,
+                 limiter: RateLimiter | None = None, rng: Callable[[], float] = random.random) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        self._outbox = outbox
+        self._channels = channels
+        self._policy = policy or RetryPolicy()
+        self._clock = clock
+        self._slots = asyncio.Semaphore(concurrency)
+        self._limiter = limiter or RateLimiter()
+        self._rng = rng
+
+    async def drain(self, limit: int = 100) -> DrainResult:
+        """Try every delivery due now (up to `limit`) once; what failed is rescheduled or dead-lettered."""
+        queues: dict[str, list[tuple[Delivery, int]]] = {}
+        for delivery, attempts in await self._outbox.pending(limit, self._clock()):
+            queues.setdefault(delivery.subscription.id, []).append((delivery, attempts))
+        tally: Counter[Outcome] = Counter()
+        results = await asyncio.gather(*(self._run_queue(queue, tally) for queue in queues.values()),
+                                       return_exceptions=True)
+        for result in results:  # every queue has finished; now an outbox failure may surface
+            if isinstance(result, BaseException):
+                raise result
+        return DrainResult(tally["delivered"], tally["retried"], tally["dead"])
+
+    async def _run_queue(self, queue: list[tuple[Delivery, int]], tally: Counter[Outcome]) -> None:
+        async with self._slots:
+            for delivery, attempts in queue:
+                outcome = await self._deliver(delivery, attempts)
+                tally[outcome] += 1
+                if outcome != "delivered":
+                    return
+
+    async def _deliver(self, delivery: Delivery, attempts: int) -> Outcome:
+        subscription = delivery.subscription
+        await self._limiter.acquire(subscription.channel, subscription.destination)
+        try:
+            await self._channels.send(delivery)
+        except DeliveryError as exc:
+            return await self._failed(delivery, attempts + 1, exc)
+        except Exception as exc:  # a bug or an unmapped library error: retry, and leave a traceback
+            log.exception("unexpected error delivering %s to %s", delivery.key, mask(subscription.destination),
+                          extra=_context(delivery))
+            return await self._failed(delivery, attempts + 1, DeliveryError(f"{type(exc).__name__}: {exc}",
+                                                                            retriable=True))
+        await self._outbox.delivered(delivery.key, self._clock())
+        log.info("delivered %s to %s", delivery.key, mask(subscription.destination), extra=_context(delivery))
+        return "delivered"
+
+    async def _failed(self, delivery: Delivery, attempt: int, error: DeliveryError) -> Outcome:
+        reason, where = str(error), mask(delivery.subscription.destination)
+        if not error.retriable or self._policy.exhausted(attempt):
+            await self._outbox.failed(delivery.key, attempt, reason, None)
+            log.warning("dead letter %s to %s after %d attempt(s): %s", delivery.key, where, attempt, reason,
+                        extra=_context(delivery))
+            return "dead"
+        delay = self._policy.next_delay(attempt, error.retry_after, spread=self._rng())
+        await self._outbox.failed(delivery.key, attempt, reason, self._clock() + timedelta(seconds=delay))
+        log.info("attempt %d of %s to %s failed, retry in %.1fs: %s", attempt, delivery.key, where, delay, reason,
+                 extra=_context(delivery))
+        return "retried"
