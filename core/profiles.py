@@ -43,7 +43,10 @@ class Profile:
         if not newest:
             return None
         span = timedelta(days=self.window_days - self.window_grace_days)
-        return (date.fromisoformat(newest) - span).isoformat()
+        try:
+            return (date.fromisoformat(newest) - span).isoformat()
+        except ValueError:  # an unreadable date must not stop the diff: no record is called aged out
+            return None
 
     def kinds(self, op: Op, before: Record | None, after: Record | None, *, last_in_group: Record | None = None,
               floor: str | None = None) -> tuple[str, ...]:
