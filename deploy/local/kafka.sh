@@ -61,10 +61,13 @@ version_key() { echo "kafka_${SCALA_BINARY_VERSION}-${KAFKA_VERSION} log4j2-${LO
 is_fetched() { [[ -f "$LIBS_DIR/VERSION" ]] && [[ "$(head -n 1 "$LIBS_DIR/VERSION")" == "$(version_key)" ]]; }
 
 # Copy the POM's runtime dependency closure into $1, with $2 as the log4j SLF4J binder artifact.
+# Quiet (-q: errors only) on stderr; the sed drops the stray colour resets Debian's Maven 3.8 prints even in
+# batch mode (pipefail keeps mvn's exit status).
 mvn_copy() {
     mvn -q -B -Dstyle.color=never -f "$POM" dependency:copy-dependencies \
         -DincludeScope=runtime -DoutputDirectory="$1" \
-        -Dkafka.version="$KAFKA_VERSION" -Dlog4j2.version="$LOG4J2_VERSION" -Dslf4j.binding="$2" >&2
+        -Dkafka.version="$KAFKA_VERSION" -Dlog4j2.version="$LOG4J2_VERSION" -Dslf4j.binding="$2" 2>&1 \
+        | sed $'s/\e\\[0m//g' >&2
 }
 
 cmd_fetch() {
@@ -174,6 +177,12 @@ share.coordinator.state.topic.min.isr=1
 
 # Tests start consumer groups constantly: do not wait 3 s before the first rebalance.
 group.initial.rebalance.delay.ms=0
+
+# On restart the controller keeps the previous incarnation's session alive until broker.session.timeout.ms
+# expires and rejects the new registration meanwhile (DuplicateBrokerRegistrationException): with the 9 s
+# default a restart takes ~13 s. A shorter session makes restart tests quicker; fine on one idle machine.
+broker.session.timeout.ms=4000
+broker.heartbeat.interval.ms=1000
 EOF
 }
 
