@@ -1,0 +1,267 @@
+"""Alim'Confiance rows → inspection Records, whatever the published layout.
+
+Three real layouts, told apart by their column names (case-insensitive):
+
+- ``legacy-2018``: the 13-column export (APP_Libelle_etablissement, ods_adresse, geores "lat, lon", …);
+- ``official-2019``: the official 20 fields of 2019-2025 (adresse_2_ua, app_code_synthese_eval_sanit, com_code…);
+- ``bdnu-2026``: ~57 fields (code_ua, adresse_activite, libelle_etablissement, evaluation_globale,
+  date_extraction, date_de_cessation_bdnu…).
+
+Every row becomes the same canonical fields (`CANONICAL`), so the same facts fingerprint the same
+in every layout and export format (JSON or CSV): text is stripped, empty means None, dates are
+``YYYY-MM-DD`` in Europe/Paris, the location is ``geo = "lat,lon"`` with 6 decimals. The fingerprint
+covers the canonical facts only: ``code_ua`` names the establishment (it is the group) and columns
+beyond the canonical ones are carried in `fields` under their own lowercase names but left out of
+the fingerprint, so a layout switch does not re-notify 72k unchanged inspections. ``date_extraction``
+(volatile) and the raw geo column are dropped.
+
+Unreadable rows are quarantined with a one-line reason; everything else flows on.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from core.geo import AdminCodes, Point, parse_point
+from core.model import Record
+from core.ports import Quarantined, RawSnapshot, Snapshot
+from core.profiles import ALIMCONFIANCE, rating_of
+from producers.tabular import ROW_ERROR, ROW_EXTRA
+
+log = logging.getLogger(__name__)
+
+PARIS = ZoneInfo("Europe/Paris")
+MAX_QUARANTINED_SHARE = 0.05
+
+# canonical field → the columns that publish it, newest layout first
+ALIASES: dict[str, tuple[str, ...]] = {
+    "name": ("libelle_etablissement", "app_libelle_etablissement"),
+    "siret": ("siret",),
+    "address": ("adresse_activite", "adresse_2_ua", "ods_adresse"),
+    "postcode": ("code_postal",),
+    "commune": ("libelle_commune",),
+    "numero_inspection": ("numero_inspection",),
+    "date_inspection": ("date_inspection",),
+    "activity": ("app_libelle_activite_etablissement", "libelle_activite_etablissement"),
+    "rating_label": ("synthese_eval_sanit", "evaluation_globale"),
+    "agrement": ("agrement",),
+    "com_code": ("com_code",),
+    "com_name": ("com_name",),
+    "dep_code": ("dep_code",),
+    "dep_name": ("dep_name",),
+    "reg_code": ("reg_code",),
+    "reg_name": ("reg_name",),
+    "code_ua": ("code_ua",),
+}
+CANONICAL = (*ALIASES, "geo")
+RATING_CODE = ("app_code_synthese_eval_sanit", "code_synthese_eval_sanit")
+GEO_COLUMNS = ("geores", "geo_point_2d", "geolocalisation", "coordonnees")
+DROPPED = frozenset({*ALIMCONFIANCE.volatile, *GEO_COLUMNS, ROW_ERROR, ROW_EXTRA})
+LAYOUT_MARKERS = (("bdnu-2026", "code_ua"), ("bdnu-2026", "adresse_activite"),
+                  ("official-2019", "adresse_2_ua"), ("official-2019", "app_code_synthese_eval_sanit"),
+                  ("legacy-2018", "ods_adresse"))
+_NOT_WORD = re.compile(r"[\W_]+")
+
+
+def detect_layout(columns: Iterable[str]) -> str:
+    """`bdnu-2026`, `official-2019`, `legacy-2018` or `unknown`, from column names."""
+    names = {c.lower() for c in columns}
+    return next((layout for layout, marker in LAYOUT_MARKERS if marker in names), "unknown")
+
+
+def departement_of(postcode: str | None) -> str | None:
+    """Département from a postcode: 2A/2B for Corsica, 3 digits overseas (97x, 98x), else 2 digits."""
+    if not postcode or len(postcode) != 5 or not postcode.isdigit():
+        return None
+    if postcode.startswith("20"):
+        return "2A" if postcode < "20200" else "2B"
+    if postcode.startswith(("97", "98")):
+        return postcode[:3]
+    return postcode[:2]
+
+
+def normalise_address(text: str | None) -> str:
+    """Upper case, punctuation removed, spaces collapsed: `4  bd. Carnot` → `4 BD CARNOT`."""
+    return " ".join(_NOT_WORD.split((text or "").upper())).strip()
+
+
+def iso_date(value: str) -> str | None:
+    """`YYYY-MM-DD` from an ISO date or datetime (taken in Europe/Paris) or `DD/MM/YYYY`; None if unreadable."""
+    s = value.strip()
+    try:
+        if len(s) > 10 and s[4:5] == "-":
+            moment = datetime.fromisoformat(s)
+            return (moment.astimezone(PARIS) if moment.tzinfo else moment).date().isoformat()
+        if len(s) == 10 and s[4] == "-":
+            return date.fromisoformat(s).isoformat()
+        if len(s) == 10 and s[2] == "/" and s[5] == "/":
+            return date(int(s[6:]), int(s[3:5]), int(s[:2])).isoformat()
+    except ValueError:
+        return None
+    return None
+
+
+class RowError(Exception):
+    """Internal: why one row cannot become a Record (becomes a Quarantined reason)."""
+
+
+def _text(value: Any) -> str | None:
+    if value.__class__ is str:
+        return value.strip() or None
+    return None if value is None else str(value)
+
+
+def has_replacement_char(rows: list[dict[str, Any]]) -> bool:
+    """Whether any row holds U+FFFD: one C-speed scan, so clean snapshots skip the per-value check."""
+    return b"\xef\xbf\xbd" in orjson.dumps(rows, default=str)
+
+
+def _check_decoded(facts: Mapping[str, Any]) -> None:
+    for column, value in facts.items():
+        if value.__class__ is str and "\ufffd" in value:
+            raise RowError(f"undecodable text (U+FFFD) in {column}")
+
+
+class _Mapper:
+    """One snapshot's column plan and caches; `record(row)` is the hot path."""
+
+    def __init__(self, columns: set[str], *, check_decoded: bool = True) -> None:
+        self.check_decoded = check_decoded
+        self.plan = [(canon, next((c for c in names if c in columns), names[-1])) for canon, names in ALIASES.items()]
+        self.code_column = next((c for c in RATING_CODE if c in columns), RATING_CODE[0])
+        self.geo_column = next((c for c in GEO_COLUMNS if c in columns), GEO_COLUMNS[0])
+        consumed = {src for _, src in self.plan} | {self.code_column} | DROPPED
+        self.extras = sorted(c for c in columns if c not in consumed)
+        self._dates: dict[str, str | None] = {}
+        self._admin: dict[tuple[str | None, ...], AdminCodes] = {}
+        self._ratings: dict[tuple[str | None, str | None], int | None] = {}
+
+    def record(self, row: Mapping[str, Any]) -> Record:
+        facts = {canon: (v.strip() or None) if (v := row.get(src)).__class__ is str else _text(v)
+                 for canon, src in self.plan}
+        if self.check_decoded:
+            _check_decoded(facts)
+        code_ua = facts.pop("code_ua")
+        number, when = facts["numero_inspection"], facts["date_inspection"]
+        if number is None:
+            raise RowError("missing numero_inspection")
+        if when is None:
+            raise RowError("missing date_inspection")
+        day = self._date(when)
+        facts["date_inspection"] = day
+        if facts["postcode"] is not None and len(facts["postcode"]) == 4 and facts["postcode"].isdigit():
+            facts["postcode"] = "0" + facts["postcode"]
+        point = self._point(row.get(self.geo_column))
+        facts["geo"] = None if point is None else f"{point.lat:.6f},{point.lon:.6f}"
+        fingerprint = ALIMCONFIANCE.fingerprint(facts)
+        rating = self._rating(facts["rating_label"], _text(row.get(self.code_column)))
+        admin = self._admin_codes(facts)
+        siret = facts["siret"] or ""
+        group = code_ua or f"{siret}|{normalise_address(facts['address'])}"
+        facts["code_ua"] = code_ua
+        if self.extras:
+            extras = {c: (v.strip() or None) if (v := row.get(c)).__class__ is str else _text(v) for c in self.extras}
+            if self.check_decoded:
+                _check_decoded(extras)
+            facts.update(extras)
+        return Record("alimconfiance", f"{number}|{siret}|{day}", facts, fingerprint, point, admin, group, rating)
+
+    def _date(self, text: str) -> str:
+        day = self._dates.get(text, "")
+        if day == "":
+            day = self._dates[text] = iso_date(text)
+        if day is None:
+            raise RowError(f"unparseable date_inspection {text!r}")
+        return day
+
+    @staticmethod
+    def _point(value: Any) -> Point | None:
+        try:
+            point = parse_point(value.strip() if value.__class__ is str else value)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RowError(f"bad coordinates {value!r}: {exc}") from None
+        if point is not None and point.lat == 0.0 and point.lon == 0.0:
+            raise RowError("bad coordinates (0, 0)")
+        return point
+
+    def _rating(self, label: str | None, code: str | None) -> int | None:
+        pair = (label, code)
+        if pair not in self._ratings:
+            self._ratings[pair] = rating_of(label, code)
+        return self._ratings[pair]
+
+    def _admin_codes(self, facts: Mapping[str, str | None]) -> AdminCodes:
+        codes = (facts["com_code"], facts["postcode"], facts["dep_code"], facts["reg_code"])
+        admin = self._admin.get(codes)
+        if admin is None:
+            commune, postcode, dep, region = codes
+            admin = self._admin[codes] = AdminCodes(commune, postcode, dep or departement_of(postcode), region)
+        return admin
+
+
+def _lowercase(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if all(k == k.lower() for row in rows[:1] for k in row):
+        return rows
+    return [{k.lower(): v for k, v in row.items()} for row in rows]
+
+
+def _columns(raw: RawSnapshot, rows: list[dict[str, Any]]) -> set[str]:
+    columns = {str(f.get("name", "")).lower() if isinstance(f, Mapping) else str(f).lower()
+               for f in raw.meta.get("fields", ())}
+    for row in rows[:50]:
+        columns.update(row)
+    return columns
+
+
+class AlimConfianceAdapter:
+    """`core.ports.Adapter` for Alim'Confiance (all three layouts, JSON or CSV exports)."""
+
+    dataset = "alimconfiance"
+
+    def __init__(self, *, max_quarantined_share: float = MAX_QUARANTINED_SHARE) -> None:
+        self.max_quarantined_share = max_quarantined_share
+
+    def to_snapshot(self, raw: RawSnapshot) -> Snapshot:
+        if raw.unchanged:
+            return Snapshot(self.dataset, raw.source, [], raw.complete, raw.version, problem=raw.problem,
+                            unchanged=True)
+        rows = _lowercase(raw.rows)
+        columns = _columns(raw, rows)
+        mapper = _Mapper(columns, check_decoded=has_replacement_char(rows))
+        records, quarantined = self.map_rows(rows, raw.source, mapper)
+        log.info("mapped %d rows of layout %s: %d records, %d quarantined", len(rows), detect_layout(columns),
+                 len(records), len(quarantined), extra={"dataset": self.dataset, "source": raw.source})
+        complete, problem = raw.complete, raw.problem
+        unreadable = sum(1 for q in quarantined if q.reason != "duplicate key")
+        if complete and rows and unreadable > self.max_quarantined_share * len(rows):
+            complete, problem = False, f"{unreadable} of {len(rows)} rows quarantined: too many to trust removals"
+        return Snapshot(self.dataset, raw.source, records, complete, raw.version, quarantined, problem)
+
+    @staticmethod
+    def map_rows(rows: Iterable[Mapping[str, Any]], source: str,
+                 mapper: _Mapper) -> tuple[list[Record], list[Quarantined]]:
+        """Records by key (the last row of a key wins) and the rows that could not be read."""
+        by_key: dict[str, tuple[Record, Mapping[str, Any]]] = {}
+        quarantined: list[Quarantined] = []
+        for row in rows:
+            error = row.get(ROW_ERROR)
+            if error is not None:
+                quarantined.append(Quarantined(source, str(error), row))
+                continue
+            try:
+                record = mapper.record(row)
+            except RowError as exc:
+                quarantined.append(Quarantined(source, str(exc), row))
+                continue
+            earlier = by_key.get(record.key)
+            if earlier is not None:
+                quarantined.append(Quarantined(source, "duplicate key", earlier[1]))
+            by_key[record.key] = (record, row)
+        return [record for record, _ in by_key.values()], quarantined
