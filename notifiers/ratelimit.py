@@ -66,6 +66,10 @@ class RateLimiter:
         self._max_buckets = max_buckets
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
 
+    def __len__(self) -> int:
+        """How many destinations are being tracked."""
+        return len(self._buckets)
+
     def reserve(self, channel: str, destination: str) -> float:
         """Take a token for `destination`; the seconds to wait before sending."""
         rate = self._rates.get(channel)

@@ -39,7 +39,7 @@ class WebhookReceiver:
         self.max_in_flight = 0
         self._secrets: dict[str, str] = {}
         self._seen: set[tuple[str, str]] = set()
-        self._faults: deque[tuple[int, float | None]] = deque()
+        self._faults: dict[str | None, deque[tuple[int, float | None]]] = {}  # endpoint (None: any) → faults
         self._open = asyncio.Event()
         self._open.set()
         self._changed = asyncio.Condition()
@@ -74,9 +74,13 @@ class WebhookReceiver:
     def events(self) -> list[dict[str, Any]]:
         return [r.event for r in self.received]
 
-    def fail_next(self, status: int = 503, times: int = 1, *, retry_after: float | None = None) -> None:
-        """The next `times` valid requests answer `status` (with `Retry-After` if given) and are not stored."""
-        self._faults.extend([(status, retry_after)] * times)
+    def fail_next(self, status: int = 503, times: int = 1, *, retry_after: float | None = None,
+                  endpoint: str | None = None) -> None:
+        """The next `times` valid requests (to `endpoint`, or to any) answer `status`, with `Retry-After` if given.
+
+        A failed request is not stored, so its retry is not a duplicate.
+        """
+        self._faults.setdefault(endpoint, deque()).extend([(status, retry_after)] * times)
 
     def pause(self) -> None:
         """Hold every request in flight until `resume()`."""
@@ -129,11 +133,11 @@ class WebhookReceiver:
             return web.Response(status=401, text="invalid signature")
         if request.content_type != CONTENT_TYPE or not isinstance(event, dict):
             return web.Response(status=415, text=f"expected a structured CloudEvent ({CONTENT_TYPE})")
-        if self._faults:
-            status, retry_after = self._faults.popleft()
+        name, webhook_id = request.match_info["name"], request.headers["webhook-id"]
+        if faults := self._faults.get(name) or self._faults.get(None):
+            status, retry_after = faults.popleft()
             headers = {} if retry_after is None else {"Retry-After": f"{retry_after:g}"}
             return web.Response(status=status, headers=headers, text="injected failure")
-        name, webhook_id = request.match_info["name"], request.headers["webhook-id"]
         if (name, webhook_id) in self._seen:
             self.duplicates += 1
             return web.Response(status=200, text="duplicate")
