@@ -85,10 +85,10 @@ class OutboxWorker:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         self._outbox = outbox
         self._channels = channels
-        self._policy = policy or RetryPolicy()
+        self._policy = RetryPolicy() if policy is None else policy
         self._clock = clock
         self._slots = asyncio.Semaphore(concurrency)
-        self._limiter = limiter or RateLimiter()
+        self._limiter = RateLimiter() if limiter is None else limiter
         self._rng = rng
 
     async def drain(self, limit: int = 100) -> DrainResult:
