@@ -103,6 +103,14 @@ def mask_http_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, path, query, ""))
 
 
+_URL = re.compile(r"https?://[^\s'\"<>]+")
+
+
+def scrub(message: str) -> str:
+    """`message` with every http(s) URL in it masked: library errors sometimes quote the full URL."""
+    return _URL.sub(lambda m: mask_http_url(m.group()), message)
+
+
 def mask_unparsed(url: str) -> str:
     """For a destination no plugin accepts: anything after the scheme may be a secret, so only the scheme shows."""
     scheme, sep, _ = url.strip().partition("://")

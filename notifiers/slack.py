@@ -27,7 +27,16 @@ from core import render
 from core.errors import DeliveryError, SubscriptionError
 from core.model import Delivery
 from core.ports import Channel
-from notifiers.base import DEFAULT_TIMEOUT, MASK, Options, Plugin, parse_retry_after, split_scheme, target_of
+from notifiers.base import (
+    DEFAULT_TIMEOUT,
+    MASK,
+    Options,
+    Plugin,
+    parse_retry_after,
+    scrub,
+    split_scheme,
+    target_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +142,7 @@ class SlackChannel:
         except SlackApiError as exc:
             raise api_error(exc, target.url()) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
-            reason = f"{type(exc).__name__}: {exc}".rstrip(": ")
+            reason = scrub(f"{type(exc).__name__}: {exc}".rstrip(": "))
             raise DeliveryError(f"slack unreachable ({target.url()}): {reason}", retriable=True) from exc
         log.debug("posted %s to slack %s", delivery.key, target.url(), extra={
             "change_id": delivery.change.id, "subscription_id": delivery.subscription.id, "channel": self.scheme})

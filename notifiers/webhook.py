@@ -30,7 +30,16 @@ from core import render
 from core.errors import DeliveryError, SubscriptionError
 from core.model import Delivery
 from core.ports import Channel
-from notifiers.base import DEFAULT_TIMEOUT, Options, Plugin, mask_http_url, parse_retry_after, split_scheme, target_of
+from notifiers.base import (
+    DEFAULT_TIMEOUT,
+    Options,
+    Plugin,
+    mask_http_url,
+    parse_retry_after,
+    scrub,
+    split_scheme,
+    target_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +156,7 @@ class WebhookChannel:
                 await response.content.read(MAX_RESPONSE_BYTES)  # drained so the connection can be reused
                 return response.status, parse_retry_after(response.headers.get("Retry-After"), self._clock())
         except (aiohttp.ClientError, TimeoutError) as exc:
-            reason = f"{type(exc).__name__}: {exc}".rstrip(": ")
+            reason = scrub(f"{type(exc).__name__}: {exc}".rstrip(": "))
             raise DeliveryError(f"webhook {target.url()} unreachable: {reason}", retriable=True) from exc
 
     async def aclose(self) -> None:

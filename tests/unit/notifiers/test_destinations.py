@@ -10,6 +10,7 @@ from standardwebhooks import Webhook
 
 from core.errors import SubscriptionError
 from notifiers import mask, new_secret, parse_destination, validate_destination
+from notifiers.base import scrub
 from notifiers.slack import SlackTarget
 from notifiers.webhook import WebhookTarget
 
@@ -120,3 +121,12 @@ def test_new_secret_is_a_usable_standard_webhooks_secret() -> None:
     assert re.fullmatch(r"whsec_[A-Za-z0-9+/]+=*", first)
     assert len(base64.b64decode(first.removeprefix("whsec_"))) == 32
     Webhook(first)
+
+
+@pytest.mark.parametrize(("message", "scrubbed"), [
+    ("InvalidURL: https://bob:pw@h.example/x?token=abc", "InvalidURL: https://bob:***@h.example/x?token=***"),
+    ("400, message='Bad', url='http://127.0.0.1:9/h?key=k'", "400, message='Bad', url='http://127.0.0.1:9/h?key=***'"),
+    ("Cannot connect to host 127.0.0.1:9 ssl:default", "Cannot connect to host 127.0.0.1:9 ssl:default"),
+])
+def test_scrub_masks_urls_quoted_in_library_errors(message: str, scrubbed: str) -> None:
+    assert scrub(message) == scrubbed
