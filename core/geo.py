@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol
 from core.errors import SubscriptionError
 
 EARTH_RADIUS_M = 6_371_008.8
+_PAD_DEG = 1e-9  # ~0.1 mm: keeps rounding in haversine_m from putting a contained point outside its circle's bbox
 
 AdminLevel = Literal["commune", "postcode", "departement", "region"]
 ADMIN_LEVELS: tuple[AdminLevel, ...] = ("commune", "postcode", "departement", "region")
@@ -50,6 +51,13 @@ class BBox:
     west: float
     north: float
     east: float
+
+    def __post_init__(self) -> None:
+        if not (-90.0 <= self.south <= self.north <= 90.0 and -180.0 <= self.west <= self.east <= 180.0):
+            raise SubscriptionError(
+                f"invalid bbox south={self.south} west={self.west} north={self.north} east={self.east}: need "
+                "-90 <= south <= north <= 90 and -180 <= west <= east <= 180 (split a box that crosses 180°)"
+            )
 
     def contains(self, point: Point | None, admin: AdminCodes | None = None) -> bool:
         return point is not None and self.south <= point.lat <= self.north and self.west <= point.lon <= self.east
@@ -90,15 +98,21 @@ class Circle:
 
     @property
     def bbox(self) -> BBox:
-        dlat = math.degrees(self.radius_m / EARTH_RADIUS_M)
-        coslat = math.cos(math.radians(self.center.lat))
-        dlon = 180.0 if coslat < 1e-9 else min(180.0, dlat / coslat)
-        return BBox(
-            max(-90.0, self.center.lat - dlat),
-            max(-180.0, self.center.lon - dlon),
-            min(90.0, self.center.lat + dlat),
-            min(180.0, self.center.lon + dlon),
-        )
+        """The lat/lon box around the circle, padded by a hair.
+
+        A spherical cap is widest poleward of its centre: its half-width in longitude is asin(sin d / cos lat),
+        more than d / cos lat. A circle that holds a pole or crosses the 180° meridian spans every longitude.
+        """
+        d = self.radius_m / EARTH_RADIUS_M
+        south = self.center.lat - math.degrees(d) - _PAD_DEG
+        north = self.center.lat + math.degrees(d) + _PAD_DEG
+        if south <= -90.0 or north >= 90.0:
+            return BBox(max(-90.0, south), -180.0, min(90.0, north), 180.0)
+        dlon = math.degrees(math.asin(min(1.0, math.sin(d) / math.cos(math.radians(self.center.lat))))) + _PAD_DEG
+        west, east = self.center.lon - dlon, self.center.lon + dlon
+        if west < -180.0 or east > 180.0:
+            return BBox(south, -180.0, north, 180.0)
+        return BBox(south, west, north, east)
 
 
 Ring = tuple[tuple[float, float], ...]  # (lon, lat) pairs, GeoJSON order
@@ -123,7 +137,7 @@ class Polygon:
     _bbox: BBox = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        rings = [ring for poly in self.polygons for ring in poly[:1]]
+        rings = [poly[0] if poly else () for poly in self.polygons]
         if not rings or any(len(r) < 4 for r in rings):
             raise SubscriptionError("a polygon needs at least one closed ring of 4 positions")
         lons = [p[0] for r in rings for p in r]
