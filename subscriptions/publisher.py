@@ -1,0 +1,158 @@
+"""Subscriptions on the bus: the compacted `subscriptions` topic every stream worker rebuilds its index from.
+
+One message per write, keyed by subscription id so compaction keeps the latest:
+
+    key    subscription id (UTF-8)
+    value  Envelope(type=org.vigie.subscription, subject=id, data=subscription_to_dict(include_secret=False))
+           or None (a tombstone) when the subscription was deleted
+
+Secrets never go on the bus; notifiers read them from the subscription store.
+
+Errors:
+
+    VigieError
+    └── PublishError        the write did not reach the topic; `retriable` says whether trying again may help
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError
+
+from core.codec import SUBSCRIPTION, Envelope, subscription_to_dict
+from core.errors import VigieError
+from core.model import Subscription
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+TOPIC = "subscriptions"
+SOURCE = "/vigie/subscriptions"
+TOPIC_EXISTS = 36  # Kafka error code TOPIC_ALREADY_EXISTS
+COMPACTED = {"cleanup.policy": "compact"}
+
+
+class PublishError(VigieError):
+    """A subscription write was not published; the store is ahead of the topic until it is."""
+
+    def __init__(self, message: str, *, retriable: bool) -> None:
+        super().__init__(message)
+        self.retriable = retriable
+
+
+class SubscriptionPublisher(Protocol):
+    """Where subscription writes go after the store: `subscription` None publishes a deletion."""
+
+    async def publish(self, subscription_id: str, subscription: Subscription | None) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+def envelope_of(subscription: Subscription, *, at: datetime) -> Envelope:
+    """The message value for a live subscription (secret left out)."""
+    return Envelope(
+        id=uuid.uuid4().hex, type=SUBSCRIPTION, source=SOURCE, subject=subscription.id, time=at,
+        data=subscription_to_dict(subscription, include_secret=False),
+    )
+
+
+class KafkaSubscriptionPublisher:
+    """SubscriptionPublisher on Kafka: idempotent producer, `acks=all`, the topic created compacted if missing.
+
+    `start()` is optional: the first `publish` starts the producer. An existing topic that is not compacted is
+    used as is, with a warning (its old subscriptions would be lost to retention).
+    """
+
+    def __init__(self, bootstrap: str, *, topic: str = TOPIC, partitions: int = 1, replication_factor: int = 1,
+                 timeout_s: float = 30.0) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self._partitions = partitions
+        self._replication = replication_factor
+        self._timeout_s = timeout_s
+        self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        await self._guarded(self._started())
+
+    async def _started(self) -> AIOKafkaProducer:
+        async with self._lock:
+            if self._producer is None:
+                await self.ensure_topic()
+                producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True,
+                                            request_timeout_ms=int(self._timeout_s * 1000))
+                await producer.start()
+                self._producer = producer
+            return self._producer
+
+    async def ensure_topic(self) -> None:
+        """Create the topic with `cleanup.policy=compact` unless it exists; warn if an existing one is not."""
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=int(self._timeout_s * 1000))
+        await admin.start()
+        try:
+            topic = NewTopic(self.topic, self._partitions, self._replication, topic_configs=dict(COMPACTED))
+            response = await admin.create_topics([topic])
+            code, message = _topic_error(response.to_object())
+            if code == TOPIC_EXISTS:
+                await self._check_compacted(admin)
+            elif code:
+                raise PublishError(f"cannot create topic {self.topic}: error {code} {message}", retriable=True)
+            else:
+                log.info("created compacted topic %s", self.topic, extra={"topic": self.topic})
+        finally:
+            await admin.close()
+
+    async def _check_compacted(self, admin: AIOKafkaAdminClient) -> None:
+        resource = ConfigResource(ConfigResourceType.TOPIC, self.topic, {"cleanup.policy": None})
+        responses = await admin.describe_configs([resource])
+        policy = _config_value(responses[0].to_object(), "cleanup.policy")
+        if policy is None or "compact" not in policy:
+            log.warning("topic %s has cleanup.policy=%s, not compact: deleted history will be lost to retention",
+                        self.topic, policy, extra={"topic": self.topic})
+
+    async def publish(self, subscription_id: str, subscription: Subscription | None) -> None:
+        """Send one write and wait until every in-sync replica has it; PublishError otherwise."""
+        producer = self._producer if self._producer is not None else await self._guarded(self._started())
+        value = None if subscription is None else envelope_of(subscription, at=datetime.now(UTC)).encode()
+        await self._guarded(producer.send_and_wait(self.topic, key=subscription_id.encode(), value=value))
+
+    async def _guarded(self, operation: Awaitable[T]) -> T:
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                return await operation
+        except TimeoutError as exc:
+            raise PublishError(f"publishing to {self.topic} timed out after {self._timeout_s}s",
+                               retriable=True) from exc
+        except KafkaError as exc:
+            raise PublishError(f"publishing to {self.topic} failed: {exc!r}",
+                               retriable=bool(getattr(exc, "retriable", True))) from exc
+
+    async def aclose(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+
+
+def _topic_error(response: dict[str, Any]) -> tuple[int, str | None]:
+    """(error code, message) of the one topic in a CreateTopics response (any version)."""
+    topic = response["topics"][0] if "topics" in response else response["topic_errors"][0]
+    return int(topic["error_code"]), topic.get("error_message")
+
+
+def _config_value(response: dict[str, Any], name: str) -> str | None:
+    for resource in response["resources"]:
+        for entry in resource["config_entries"]:
+            if entry["config_names"] == name:
+                value: str | None = entry["config_value"]
+                return value
+    return None
