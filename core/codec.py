@@ -176,5 +176,5 @@ def read(envelope: Envelope, expected_type: str, reader: Callable[[dict[str, Any
         raise EnvelopeError(f"expected type {expected_type!r}, got {envelope.type!r}")
     try:
         return reader(envelope.data)
-    except (KeyError, TypeError, ValueError, SubscriptionError) as exc:
+    except (AttributeError, KeyError, TypeError, ValueError, SubscriptionError) as exc:
         raise EnvelopeError(f"invalid {expected_type} data: {type(exc).__name__}: {exc}") from exc
