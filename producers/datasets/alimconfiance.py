@@ -144,10 +144,10 @@ class _Mapper:
         self._ratings: dict[tuple[str | None, str | None], int | None] = {}
 
     def record(self, row: Mapping[str, Any]) -> Record:
+        if self.check_decoded:
+            _check_decoded(row)
         facts = {canon: (v.strip() or None) if (v := row.get(src)).__class__ is str else _text(v)
                  for canon, src in self.plan}
-        if self.check_decoded:
-            _check_decoded(facts)
         code_ua = facts.pop("code_ua")
         number, when = facts["numero_inspection"], facts["date_inspection"]
         if number is None:
@@ -167,10 +167,8 @@ class _Mapper:
         group = code_ua or f"{siret}|{normalise_address(facts['address'])}"
         facts["code_ua"] = code_ua
         if self.extras:
-            extras = {c: (v.strip() or None) if (v := row.get(c)).__class__ is str else _text(v) for c in self.extras}
-            if self.check_decoded:
-                _check_decoded(extras)
-            facts.update(extras)
+            facts.update({c: (v.strip() or None) if (v := row.get(c)).__class__ is str else _text(v)
+                          for c in self.extras})
         return Record("alimconfiance", f"{number}|{siret}|{day}", facts, fingerprint, point, admin, group, rating)
 
     def _date(self, text: str) -> str:
