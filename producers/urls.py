@@ -15,8 +15,10 @@ def mask(url: str) -> str:
     query = urlencode([(k, MASK if k.lower() in SECRET_PARAMS else v)
                        for k, v in parse_qsl(parts.query, keep_blank_values=True)], safe="*")
     netloc = parts.netloc
-    if parts.password:
-        netloc = netloc.replace(f":{parts.password}@", f":{MASK}@", 1)
+    userinfo, at, host = netloc.rpartition("@")
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        netloc = f"{user}:{MASK}@{host}" if colon else f"{MASK}@{host}"
     return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
