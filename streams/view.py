@@ -1,0 +1,119 @@
+"""Current-state view: the latest record of each entity (an establishment), by location and rating.
+
+It answers "safe places near me" (the Telegram bot, the partner lookup API). Two implementations pass the
+same contract suite: `view_sqlite.SqliteCurrentView` (R*Tree, embedded) and `view_redis.RedisCurrentView`
+(one GEO set per rating, distributed).
+
+Semantics, the same in both:
+
+- One view per dataset. A record stands for its entity (`Record.entity`: the establishment of an inspection).
+- An entity shows only its **latest** record, by the dataset profile's order (Alim'Confiance: date of
+  inspection), ties broken by record key. A record older than the one shown is ignored; a new version of
+  the record shown replaces it.
+- `apply(changes)` folds the diff's changes in: created/updated → upsert; removed/aged_out → remove that
+  record. **The view holds only what the dataset currently publishes, and keeps no history:** when the
+  record an entity shows is removed, the entity leaves the view, even if the dataset still lists an older
+  inspection of it; it comes back with its next inspection.
+- Records without a point (about 3-4% of Alim'Confiance, and any beyond ±85.05° latitude, which Redis GEO
+  cannot index) are kept and found by `get`, never by `near`.
+- `near` keeps records within `radius_m` by great-circle distance (core.geo.haversine_m) and, given
+  `max_rating`, rated at most that (1 = Très satisfaisant … 4 = urgent; unrated records are then left out);
+  nearest first, ties by entity, at most `limit`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol, TypeVar
+
+from core.geo import Point, haversine_m
+from core.model import Change, Op, Record
+from core.profiles import Profile
+
+T = TypeVar("T")
+DEFAULT_LIMIT = 20
+MAX_RADIUS_M = 1_000_000.0
+GEO_MAX_LAT = 85.05112878  # the latitude range Redis GEO (Web Mercator) can index
+
+
+class CurrentView(Protocol):
+    dataset: str
+
+    async def upsert(self, record: Record) -> bool:
+        """Show `record` for its entity unless the entity shows a newer one; whether it is shown now."""
+        ...
+
+    async def remove(self, record: Record) -> bool:
+        """Drop the entity if it shows `record` (same key); whether anything changed."""
+        ...
+
+    async def get(self, entity: str) -> Record | None: ...
+
+    async def near(self, lat: float, lon: float, radius_m: float, *, max_rating: int | None = None,
+                   limit: int = DEFAULT_LIMIT) -> list[tuple[Record, float]]:
+        """Records within `radius_m` metres, nearest first, with their distance in metres."""
+        ...
+
+    async def apply(self, changes: Iterable[Change]) -> int:
+        """Fold changes of this view's dataset in (others are skipped); how many changed the view."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+def rank(record: Record, profile: Profile) -> str:
+    """What orders an entity's records: profile order, then key.
+
+    Both stores compare it byte by byte (SQLite's BINARY collation, a byte loop in Lua); a record replaces the
+    one its entity shows when it has the same key or a rank not lower.
+    """
+    return f"{profile.order(record)}\x1f{record.key}"
+
+
+def placeable(record: Record) -> Point | None:
+    """The record's point if `near` can find it there."""
+    point = record.point
+    return point if point is not None and abs(point.lat) <= GEO_MAX_LAT else None
+
+
+def query_center(lat: float, lon: float, radius_m: float, limit: int) -> Point:
+    """Check a `near` query; ValueError saying what is wrong."""
+    if not 0 < radius_m <= MAX_RADIUS_M:
+        raise ValueError(f"radius must be in (0, {MAX_RADIUS_M:.0f}] metres, got {radius_m}")
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    return Point(lat, lon)
+
+
+def rated_at_most(rating: int | None, max_rating: int | None) -> bool:
+    return max_rating is None or (rating is not None and rating <= max_rating)
+
+
+def nearest(candidates: Iterable[tuple[str, Point, T]], center: Point, radius_m: float,
+            limit: int) -> list[tuple[T, float]]:
+    """The `limit` candidates (entity, point, payload) nearest `center` within `radius_m`; ties by entity."""
+    found = [(haversine_m(center, point), entity, payload) for entity, point, payload in candidates]
+    kept = sorted((item for item in found if item[0] <= radius_m), key=lambda item: (item[0], item[1]))
+    return [(payload, distance) for distance, _, payload in kept[:limit]]
+
+
+def check_dataset(view: CurrentView, record: Record) -> None:
+    if record.dataset != view.dataset:
+        raise ValueError(f"a view of {view.dataset!r} cannot hold a record of {record.dataset!r}")
+
+
+async def apply_changes(view: CurrentView, changes: Iterable[Change]) -> int:
+    """`CurrentView.apply` in terms of upsert and remove, one change after the other."""
+    applied = 0
+    for change in changes:
+        if change.dataset == view.dataset and await _apply_one(view, change):
+            applied += 1
+    return applied
+
+
+async def _apply_one(view: CurrentView, change: Change) -> bool:
+    before, after = change.before, change.after
+    if change.op is Op.REMOVED or after is None:
+        return before is not None and await view.remove(before)
+    moved = before is not None and before.entity != after.entity and await view.remove(before)
+    return await view.upsert(after) or moved
