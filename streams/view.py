@@ -24,7 +24,7 @@ Semantics, the same in both:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol, TypeVar
+from typing import Literal, NamedTuple, Protocol, TypeVar
 
 from core.geo import Point, haversine_m
 from core.model import Change, Op, Record
@@ -34,6 +34,13 @@ T = TypeVar("T")
 DEFAULT_LIMIT = 20
 MAX_RADIUS_M = 1_000_000.0
 GEO_MAX_LAT = 85.05112878  # the latitude range Redis GEO (Web Mercator) can index
+UPSERT: Literal["upsert"] = "upsert"
+REMOVE: Literal["remove"] = "remove"
+
+
+class Step(NamedTuple):
+    action: Literal["upsert", "remove"]
+    record: Record
 
 
 class CurrentView(Protocol):
@@ -55,7 +62,7 @@ class CurrentView(Protocol):
         ...
 
     async def apply(self, changes: Iterable[Change]) -> int:
-        """Fold changes of this view's dataset in (others are skipped); how many changed the view."""
+        """Fold changes of this view's dataset in, in order (others are skipped); how many changed the view."""
         ...
 
     async def aclose(self) -> None: ...
@@ -102,18 +109,14 @@ def check_dataset(view: CurrentView, record: Record) -> None:
         raise ValueError(f"a view of {view.dataset!r} cannot hold a record of {record.dataset!r}")
 
 
-async def apply_changes(view: CurrentView, changes: Iterable[Change]) -> int:
-    """`CurrentView.apply` in terms of upsert and remove, one change after the other."""
-    applied = 0
-    for change in changes:
-        if change.dataset == view.dataset and await _apply_one(view, change):
-            applied += 1
-    return applied
+def steps(change: Change) -> list[Step]:
+    """What one change does to the view: remove the record it had, show the record it has.
 
-
-async def _apply_one(view: CurrentView, change: Change) -> bool:
+    An update that moves a record to another entity (its establishment key changed) removes it from the old one.
+    """
     before, after = change.before, change.after
     if change.op is Op.REMOVED or after is None:
-        return before is not None and await view.remove(before)
-    moved = before is not None and before.entity != after.entity and await view.remove(before)
-    return await view.upsert(after) or moved
+        return [] if before is None else [Step(REMOVE, before)]
+    if before is not None and before.entity != after.entity:
+        return [Step(REMOVE, before), Step(UPSERT, after)]
+    return [Step(UPSERT, after)]

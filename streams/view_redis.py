@@ -16,10 +16,13 @@ little and the exact filter applied here, which keeps results equal to the SQLit
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
+from itertools import accumulate
+from typing import Any
 
 import orjson
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from core.codec import record_from_dict, record_to_dict
 from core.geo import EARTH_RADIUS_M, Point
@@ -27,19 +30,21 @@ from core.model import Change, Record
 from core.profiles import Profile, profile_for
 from streams.view import (
     DEFAULT_LIMIT,
-    apply_changes,
+    UPSERT,
     check_dataset,
     nearest,
     placeable,
     query_center,
     rank,
     rated_at_most,
+    steps,
 )
 
 REDIS_EARTH_RADIUS_M = 6372797.560856
 WIDEN = REDIS_EARTH_RADIUS_M / EARTH_RADIUS_M
 SLACK_M = 2.0  # more than the geohash rounding of a stored point (< 1 m)
 NO_RATING = "none"
+CHUNK = 500
 
 # Byte order, not strcoll: Redis sets LC_COLLATE from its environment, and Lua's `<` on strings follows it.
 BEFORE = """
@@ -53,7 +58,7 @@ end
 """
 
 # KEYS: records, meta, ratings, geo set of the new record. ARGV: entity, json, key, rank, placed, lon, lat, tag
-UPSERT = BEFORE + """
+UPSERT_LUA = BEFORE + """
 local shown = redis.call('HGET', KEYS[2], ARGV[1])
 if shown then
   local m = cjson.decode(shown)
@@ -72,7 +77,7 @@ return 1
 """
 
 # KEYS: records, meta. ARGV: entity, key
-REMOVE = """
+REMOVE_LUA = """
 local shown = redis.call('HGET', KEYS[2], ARGV[1])
 if not shown then return 0 end
 local m = cjson.decode(shown)
@@ -95,23 +100,45 @@ class RedisCurrentView:
         self._tag = f"{{{namespace}:view:{dataset}}}"
         self._records, self._meta, self._ratings = (f"{self._tag}:records", f"{self._tag}:meta",
                                                     f"{self._tag}:ratings")
-        self._upsert = self._redis.register_script(UPSERT)
-        self._remove = self._redis.register_script(REMOVE)
+        self._upsert = self._redis.register_script(UPSERT_LUA)
+        self._remove = self._redis.register_script(REMOVE_LUA)
 
     def _geo(self, tag: str) -> str:
         return f"{self._tag}:geo:{tag}"
 
     async def upsert(self, record: Record) -> bool:
         check_dataset(self, record)
+        return bool(await self._upsert_call(record, self._redis))
+
+    async def remove(self, record: Record) -> bool:
+        check_dataset(self, record)
+        return bool(await self._remove_call(record, self._redis))
+
+    def _upsert_call(self, record: Record, client: Redis | Pipeline) -> Awaitable[Any]:
         point = placeable(record)
         tag = NO_RATING if record.rating is None else str(record.rating)
         args = [record.entity, orjson.dumps(record_to_dict(record)), record.key, rank(record, self.profile),
                 "0" if point is None else "1", point.lon if point else 0, point.lat if point else 0, tag]
-        return bool(await self._upsert(keys=[self._records, self._meta, self._ratings, self._geo(tag)], args=args))
+        keys = [self._records, self._meta, self._ratings, self._geo(tag)]
+        return self._upsert(keys=keys, args=args, client=client)
 
-    async def remove(self, record: Record) -> bool:
-        check_dataset(self, record)
-        return bool(await self._remove(keys=[self._records, self._meta], args=[record.entity, record.key]))
+    def _remove_call(self, record: Record, client: Redis | Pipeline) -> Awaitable[Any]:
+        return self._remove(keys=[self._records, self._meta], args=[record.entity, record.key], client=client)
+
+    async def apply(self, changes: Iterable[Change]) -> int:
+        """In order, `CHUNK` changes per round trip (one pipeline of scripts)."""
+        mine = [change for change in changes if change.dataset == self.dataset]
+        applied = 0
+        for start in range(0, len(mine), CHUNK):
+            planned = [steps(change) for change in mine[start:start + CHUNK]]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for action, record in (step for plan in planned for step in plan):
+                    call = self._upsert_call if action == UPSERT else self._remove_call
+                    await call(record, pipe)
+                results = await pipe.execute()
+            ends = list(accumulate(len(plan) for plan in planned))
+            applied += sum(any(results[end - len(plan):end]) for plan, end in zip(planned, ends, strict=True))
+        return applied
 
     async def get(self, entity: str) -> Record | None:
         raw = await self._redis.hget(self._records, entity)
@@ -151,9 +178,6 @@ class RedisCurrentView:
                                sort="ASC", count=count, withdist=True)
             results: list[list[tuple[bytes, float]]] = await pipe.execute()
         return results
-
-    async def apply(self, changes: Iterable[Change]) -> int:
-        return await apply_changes(self, changes)
 
     async def aclose(self) -> None:
         await self._redis.aclose()

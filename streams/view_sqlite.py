@@ -18,12 +18,13 @@ from core.profiles import Profile, profile_for
 from streams.sqlite import Database
 from streams.view import (
     DEFAULT_LIMIT,
-    apply_changes,
+    UPSERT,
     check_dataset,
     nearest,
     placeable,
     query_center,
     rank,
+    steps,
 )
 
 SCHEMA = (
@@ -33,15 +34,17 @@ SCHEMA = (
     "CREATE VIRTUAL TABLE IF NOT EXISTS view_places USING rtree(id, min_lat, max_lat, min_lon, max_lon)",
 )
 
-UPSERT = (
+UPSERT_ROW = (
     "INSERT INTO view_records (dataset, entity, key, rank, rating, lat, lon, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (dataset, entity) DO UPDATE SET key = excluded.key, rank = excluded.rank, "
     "rating = excluded.rating, lat = excluded.lat, lon = excluded.lon, data = excluded.data "
     "WHERE excluded.key = view_records.key OR excluded.rank >= view_records.rank RETURNING id"
 )
 
+# CROSS JOIN keeps the R*Tree as the outer loop; a plain JOIN lets the planner scan every record of the dataset
+# and probe the R*Tree by id (20x slower on 36k places).
 IN_BOX = (
-    "SELECT v.entity, v.lat, v.lon, v.data FROM view_places p JOIN view_records v ON v.id = p.id "
+    "SELECT v.entity, v.lat, v.lon, v.data FROM view_places p CROSS JOIN view_records v ON v.id = p.id "
     "WHERE p.max_lat >= ? AND p.min_lat <= ? AND p.max_lon >= ? AND p.min_lon <= ? AND v.dataset = ? "
     "AND (? IS NULL OR v.rating <= ?)"
 )
@@ -70,30 +73,42 @@ class SqliteCurrentView:
 
     async def upsert(self, record: Record) -> bool:
         check_dataset(self, record)
-        point, data = placeable(record), orjson.dumps(record_to_dict(record))
-        lat, lon = (point.lat, point.lon) if point else (None, None)
-        row = (self.dataset, record.entity, record.key, rank(record, self.profile), record.rating, lat, lon, data)
-
-        def write(conn: sqlite3.Connection) -> bool:
-            found = conn.execute(UPSERT, row).fetchone()
-            if found is None:
-                return False
-            conn.execute("DELETE FROM view_places WHERE id = ?", found)
-            if point is not None:
-                conn.execute("INSERT INTO view_places VALUES (?, ?, ?, ?, ?)", (found[0], lat, lat, lon, lon))
-            return True
-        return await self.db.call(write)
+        return await self.db.call(lambda conn: self.upsert_in(conn, record))
 
     async def remove(self, record: Record) -> bool:
         check_dataset(self, record)
+        return await self.db.call(lambda conn: self.remove_in(conn, record))
 
-        def write(conn: sqlite3.Connection) -> bool:
-            found = conn.execute("DELETE FROM view_records WHERE dataset = ? AND entity = ? AND key = ? RETURNING id",
-                                 (self.dataset, record.entity, record.key)).fetchone()
-            if found is not None:
-                conn.execute("DELETE FROM view_places WHERE id = ?", found)
-            return found is not None
-        return await self.db.call(write)
+    def upsert_in(self, conn: sqlite3.Connection, record: Record) -> bool:
+        """`upsert` inside the caller's transaction."""
+        point, data = placeable(record), orjson.dumps(record_to_dict(record))
+        lat, lon = (point.lat, point.lon) if point else (None, None)
+        row = (self.dataset, record.entity, record.key, rank(record, self.profile), record.rating, lat, lon, data)
+        found = conn.execute(UPSERT_ROW, row).fetchone()
+        if found is None:
+            return False
+        conn.execute("DELETE FROM view_places WHERE id = ?", found)
+        if point is not None:
+            conn.execute("INSERT INTO view_places VALUES (?, ?, ?, ?, ?)", (found[0], lat, lat, lon, lon))
+        return True
+
+    def remove_in(self, conn: sqlite3.Connection, record: Record) -> bool:
+        """`remove` inside the caller's transaction."""
+        found = conn.execute("DELETE FROM view_records WHERE dataset = ? AND entity = ? AND key = ? RETURNING id",
+                             (self.dataset, record.entity, record.key)).fetchone()
+        if found is not None:
+            conn.execute("DELETE FROM view_places WHERE id = ?", found)
+        return found is not None
+
+    def apply_in(self, conn: sqlite3.Connection, changes: Iterable[Change]) -> int:
+        """`apply` inside the caller's transaction (the processor may fold a snapshot's changes in its commit)."""
+        applied = 0
+        for change in changes:
+            if change.dataset == self.dataset:
+                done = [self.upsert_in(conn, r) if action == UPSERT else self.remove_in(conn, r)
+                        for action, r in steps(change)]
+                applied += any(done)
+        return applied
 
     async def get(self, entity: str) -> Record | None:
         def read(conn: sqlite3.Connection) -> bytes | None:
@@ -116,7 +131,9 @@ class SqliteCurrentView:
         return [(record_from_dict(orjson.loads(data)), distance) for data, distance in found]
 
     async def apply(self, changes: Iterable[Change]) -> int:
-        return await apply_changes(self, changes)
+        """All of `changes` in one transaction."""
+        batch = list(changes)
+        return await self.db.call(lambda conn: self.apply_in(conn, batch))
 
     async def aclose(self) -> None:
         if self._own_db:

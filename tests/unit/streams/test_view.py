@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.diff import diff_one, removal
 from core.geo import Point
 from core.model import Record
 from core.profiles import ALIMCONFIANCE, GENERIC
-from streams.view import GEO_MAX_LAT, nearest, placeable, query_center, rank, rated_at_most
+from streams.view import (
+    GEO_MAX_LAT,
+    REMOVE,
+    UPSERT,
+    Step,
+    nearest,
+    placeable,
+    query_center,
+    rank,
+    rated_at_most,
+    steps,
+)
 from streams.view_sqlite import SqliteCurrentView
 from tests.contract.places import DATASET, PARIS, brute_near, inspection, latest
 
@@ -109,3 +122,19 @@ def test_placed_record_near_its_own_point() -> None:
         finally:
             await view.aclose()
     asyncio.run(scenario())
+
+
+def test_steps_of_each_change_kind() -> None:
+    at = datetime(2025, 6, 30, tzinfo=UTC)
+    first = inspection("1", "2025-01-01", 2)
+    fixed = inspection("1", "2025-01-01", 3)
+    moved = inspection("1", "2025-01-01", 2, address="3 rue Neuve")
+    created, updated, relocated = (diff_one(before, after, at=at, version="v", profile=ALIMCONFIANCE)
+                                   for before, after in ((None, first), (first, fixed), (first, moved)))
+    assert created is not None
+    assert updated is not None
+    assert relocated is not None
+    assert steps(created) == [Step(UPSERT, first)]
+    assert steps(updated) == [Step(UPSERT, fixed)]
+    assert steps(relocated) == [Step(REMOVE, first), Step(UPSERT, moved)]
+    assert steps(removal(first, at=at, version="v", profile=ALIMCONFIANCE)) == [Step(REMOVE, first)]
