@@ -91,15 +91,19 @@ class KafkaSubscriptionPublisher:
                 await self.ensure_topic()
                 producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True,
                                             request_timeout_ms=int(self._timeout_s * 1000))
-                await producer.start()
+                try:
+                    await producer.start()
+                except BaseException:
+                    await producer.stop()
+                    raise
                 self._producer = producer
             return self._producer
 
     async def ensure_topic(self) -> None:
         """Create the topic with `cleanup.policy=compact` unless it exists; warn if an existing one is not."""
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=int(self._timeout_s * 1000))
-        await admin.start()
         try:
+            await admin.start()
             topic = NewTopic(self.topic, self._partitions, self._replication, topic_configs=dict(COMPACTED))
             response = await admin.create_topics([topic])
             code, message = _topic_error(response.to_object())

@@ -180,3 +180,16 @@ async def test_without_publisher_nothing_is_tracked(redis_url: str, namespace: s
             await store.republish_all()
     finally:
         await store.aclose()
+
+
+async def test_unreachable_broker_raises_publish_error_after_the_write(redis_url: str, namespace: str) -> None:
+    store = RedisSubscriptionStore(redis_url, namespace=namespace,
+                                   publisher=KafkaSubscriptionPublisher("127.0.0.1:9", timeout_s=5.0))
+    try:
+        with pytest.raises(PublishError) as caught:
+            await store.put(sub("orphan"))
+        assert caught.value.retriable is True
+        assert await store.get("orphan") == sub("orphan")
+        assert await store.pending() == ["orphan"]
+    finally:
+        await store.aclose()
