@@ -1,0 +1,145 @@
+"""Diffing a national Alim'Confiance snapshot: a naive baseline against Vigie's path, in one process.
+
+    python bench/diff.py [--rows 72600] [--runs 5]
+
+The real 2018-2019 rows shipped in runtime/demo_data/ are replicated to the size of the live dataset
+(~72.6k rows, each copy with a unique synthetic numero_inspection suffix). "previous" is that
+snapshot; "current" adds ~170 inspections, drops a few and corrects a few in place, like a real day.
+
+- naive: validate every row with a pydantic model, then compare every field of every row by key;
+- vigie: AlimConfianceAdapter.to_snapshot (map rows, fingerprint) + core.diff.diff against the
+  previous records (the state a store holds, built before timing).
+
+Both start from decoded rows (the JSONL parse is the same for both and printed apart). Prints rows/s,
+the ratio, and seconds per snapshot against the 1.5 s target: CPU time of the best of N runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from pydantic import BaseModel
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from core.diff import diff
+from core.model import Record
+from core.ports import RawSnapshot
+from core.profiles import ALIMCONFIANCE
+from producers.datasets.alimconfiance import AlimConfianceAdapter
+from runtime.demo.snapshots import load_rows
+
+TARGET_S = 1.5
+ADDED, REMOVED, CHANGED = 170, 6, 12
+Row = dict[str, Any]
+
+
+class GeoPoint(BaseModel):
+    lon: float
+    lat: float
+
+
+class Inspection(BaseModel):
+    """The naive way: one pydantic model per row of the official layout."""
+
+    app_libelle_etablissement: str | None = None
+    siret: str | None = None
+    adresse_2_ua: str | None = None
+    code_postal: str | None = None
+    libelle_commune: str | None = None
+    numero_inspection: str
+    date_inspection: datetime
+    app_libelle_activite_etablissement: str | None = None
+    synthese_eval_sanit: str | None = None
+    app_code_synthese_eval_sanit: str | None = None
+    agrement: str | None = None
+    geores: GeoPoint | None = None
+    filtre: str | None = None
+    ods_type_activite: str | None = None
+
+
+def scaled(rows: list[Row], size: int) -> list[Row]:
+    out: list[Row] = []
+    copy = 0
+    while len(out) < size:
+        out.extend({**r, "numero_inspection": f"{r['numero_inspection']}-{copy}"} for r in rows[: size - len(out)])
+        copy += 1
+    return out
+
+
+def evolve(previous: list[Row]) -> list[Row]:
+    """~170 new inspections (copies of real rows with new numbers), a few removed, a few corrected."""
+    step = len(previous) // (REMOVED + CHANGED + 1)
+    removed = {step * (i + 1) for i in range(REMOVED)}
+    changed = {step * (REMOVED + i + 1) for i in range(CHANGED)}
+    current = [{**r, "synthese_eval_sanit": "A améliorer", "app_code_synthese_eval_sanit": "3"}
+               if i in changed else r for i, r in enumerate(previous) if i not in removed]
+    current += [{**previous[i * 97], "numero_inspection": f"NEW-{i}"} for i in range(ADDED)]
+    return current
+
+
+def naive(previous: list[Row], current: list[Row]) -> int:
+    before = {(m.numero_inspection, m.siret, m.date_inspection): m.model_dump()
+              for m in map(Inspection.model_validate, previous)}
+    after = {(m.numero_inspection, m.siret, m.date_inspection): m.model_dump()
+             for m in map(Inspection.model_validate, current)}
+    changes = len(after.keys() - before.keys()) + len(before.keys() - after.keys())
+    for key, fields in after.items():
+        old = before.get(key)
+        if old is not None and any(old[name] != value for name, value in fields.items()):
+            changes += 1
+    return changes
+
+
+def vigie(state: dict[str, Record], current: list[Row]) -> int:
+    snapshot = AlimConfianceAdapter().to_snapshot(RawSnapshot("bench", current, True, "v2"))
+    changes = diff(state, snapshot.records, complete=snapshot.complete, at=datetime.now(UTC), version="v2",
+                   profile=ALIMCONFIANCE)
+    return len(changes)
+
+
+def best(run: Callable[[], int], runs: int) -> tuple[float, int]:
+    """CPU seconds of the fastest run (steadier than wall time on a shared machine), and its result."""
+    timings, result = [], 0
+    for _ in range(runs):
+        started = time.process_time()
+        result = run()
+        timings.append(time.process_time() - started)
+    return min(timings), result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=72_600)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    previous = scaled(load_rows(), args.rows)
+    current = evolve(previous)
+    export = b"".join(orjson.dumps(r) + b"\n" for r in current)
+    parse_s, _ = best(lambda: len([orjson.loads(line) for line in export.splitlines()]), args.runs)
+    state = {r.key: r for r in AlimConfianceAdapter().to_snapshot(RawSnapshot("b", previous, True, "v1")).records}
+    naive_s, naive_changes = best(lambda: naive(previous, current), args.runs)
+    vigie_s, vigie_changes = best(lambda: vigie(state, current), args.runs)
+    adapter_s, _ = best(lambda: len(AlimConfianceAdapter().to_snapshot(RawSnapshot("b", current, True, "v")).records),
+                        args.runs)
+    n = len(current)
+    print(f"{n} rows in the current snapshot, {len(previous)} before; best of {args.runs} runs")
+    print(f"  JSONL parse (orjson, both paths)   {parse_s:6.3f} s  {n / parse_s:>10,.0f} rows/s")
+    print(f"  naive: pydantic + field compare    {naive_s:6.3f} s  {n / naive_s:>10,.0f} rows/s  "
+          f"{naive_changes} changes")
+    print(f"  vigie: adapter + core.diff         {vigie_s:6.3f} s  {n / vigie_s:>10,.0f} rows/s  "
+          f"{vigie_changes} changes (adapter alone {adapter_s:.3f} s)")
+    print(f"  ratio naive / vigie                {naive_s / vigie_s:6.2f}x")
+    per_national = (vigie_s + parse_s) * 72_600 / n
+    print(f"  vigie, parse included, for 72.6k rows: {per_national:.3f} s (target {TARGET_S} s)")
+
+
+if __name__ == "__main__":
+    main()
