@@ -221,6 +221,10 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--lang", choices=("fr", "en"), default="fr")
     demo.add_argument("--keep", action="store_true", help="keep the demo's state directory")
     demo.set_defaults(func=cmd_demo)
+    with contextlib.suppress(ImportError):  # the distributed roles need the kafka and redis extras
+        from runtime.distributed import add_parsers  # noqa: PLC0415
+
+        add_parsers(sub)
     return root
 
 

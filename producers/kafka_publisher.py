@@ -1,0 +1,234 @@
+"""The producer role on Kafka: poll a source, map its rows, publish the snapshot to `records.<dataset>`.
+
+A snapshot goes out as
+
+    one RECORD envelope per record    key = record.entity (an establishment's inspections share a partition)
+        data = core.codec.record_to_dict(record) + {snapshot, version, source, baseline}
+    one SNAPSHOT_END envelope per partition of the topic, after every record
+        data = {snapshot, version, source, dataset, complete, floor, baseline, rows, partition}
+
+`complete` False (incremental feed, failed or truncated download, too few rows) tells the diff agents to remove
+nothing; `floor` is `Profile.window_floor` of the whole snapshot (removals older than it are `aged_out`).
+`baseline` is set until a source has had one trusted snapshot: its records fill the diff state and alert nobody
+(the embedded runtime's rule; `baseline_alerts` turns it off).
+
+Source versions and health live in Redis (hash `<namespace>:source:<url>`), written only after every message of
+the snapshot is acknowledged: a producer that dies mid-snapshot publishes it again (same change ids downstream),
+and a restarted one skips a source whose metadata did not change. Quarantined rows go to `dlq.records.<dataset>`
+with their reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from redis.asyncio import Redis
+
+from core.codec import RECORD, SNAPSHOT_END, Envelope, record_to_dict
+from core.model import Record, stable_hash
+from core.ports import Adapter, Quarantined, RawSnapshot, Snapshot, Source
+from core.profiles import profile_for
+
+log = logging.getLogger(__name__)
+
+ENVELOPE_SOURCE = "/vigie/producer"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceStatus:
+    """What the producer remembers of a source. `version` is set only by trusted snapshots."""
+
+    url: str
+    version: str | None
+    healthy: bool
+    problem: str | None
+    checked_at: str | None
+    rows: int | None
+
+    @property
+    def baseline_done(self) -> bool:
+        return self.version is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """One poll of one source, as the producer saw it."""
+
+    source: str
+    version: str
+    snapshot: str | None = None
+    records: int = 0
+    complete: bool = False
+    baseline: bool = False
+    unchanged: bool = False
+    problem: str | None = None
+    quarantined: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"url": self.source, "version": self.version, "snapshot": self.snapshot, "rows": self.records,
+                "complete": self.complete, "baseline": self.baseline, "unchanged": self.unchanged,
+                "problem": self.problem, "quarantined": self.quarantined}
+
+
+class RedisSourceState:
+    """Source versions and health in Redis, one hash per source URL."""
+
+    def __init__(self, url: str, *, namespace: str = "vigie") -> None:
+        self._redis = Redis.from_url(url, decode_responses=True)
+        self._prefix = f"{namespace}:source:"
+
+    async def get(self, url: str) -> SourceStatus | None:
+        raw = await self._redis.hgetall(self._prefix + url)
+        if not raw:
+            return None
+        d = {str(k): str(v) for k, v in raw.items()}
+        return SourceStatus(url, d.get("version") or None, d.get("healthy") == "1", d.get("problem") or None,
+                            d.get("checked_at") or None, int(d["rows"]) if d.get("rows") else None)
+
+    async def put(self, status: SourceStatus) -> None:
+        """Record a poll; a missing version or row count keeps the one already stored."""
+        fields: dict[Any, Any] = {"healthy": "1" if status.healthy else "0", "problem": status.problem or "",
+                  "checked_at": status.checked_at or ""}
+        if status.version is not None:
+            fields["version"] = status.version
+        if status.rows is not None:
+            fields["rows"] = str(status.rows)
+        await self._redis.hset(self._prefix + status.url, mapping=fields)
+
+    async def all(self) -> list[SourceStatus]:
+        found = []
+        async for key in self._redis.scan_iter(match=self._prefix + "*"):
+            status = await self.get(str(key).removeprefix(self._prefix))
+            if status is not None:
+                found.append(status)
+        return sorted(found, key=lambda s: s.url)
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+
+
+def floor_problem(snapshot: Snapshot, known: int, min_ratio: float) -> str | None:
+    """Why a snapshot claiming completeness must not remove anything (the embedded processor's rule)."""
+    if snapshot.problem:
+        return snapshot.problem
+    if snapshot.complete and known and len(snapshot.records) < min_ratio * known:
+        return (f"snapshot has {len(snapshot.records)} rows, fewer than {min_ratio:.0%} of the {known} known: "
+                "treated as incomplete")
+    return None
+
+
+def record_envelope(record: Record, *, snapshot: str, version: str, source: str, baseline: bool,
+                    at: datetime) -> Envelope:
+    data = {**record_to_dict(record), "snapshot": snapshot, "version": version, "source": source,
+            "baseline": baseline}
+    return Envelope(stable_hash(snapshot, record.key), RECORD, ENVELOPE_SOURCE, record.key, at, data)
+
+
+def end_envelope(snapshot: Snapshot, *, snapshot_id: str, complete: bool, baseline: bool, partition: int,
+                 at: datetime) -> Envelope:
+    data = {"snapshot": snapshot_id, "version": snapshot.version, "source": snapshot.source,
+            "dataset": snapshot.dataset, "complete": complete, "baseline": baseline, "rows": len(snapshot.records),
+            "floor": profile_for(snapshot.dataset).window_floor(snapshot.records), "partition": partition}
+    return Envelope(stable_hash(snapshot_id, "end", str(partition)), SNAPSHOT_END, ENVELOPE_SOURCE,
+                    snapshot.source, at, data)
+
+
+class KafkaPublisher:
+    """Publishes snapshots with an idempotent producer (`acks=all`); `start()`/`stop()` around use."""
+
+    def __init__(self, bootstrap: str, *, prefix: str = "", client_id: str = "vigie-producer") -> None:
+        self._prefix = prefix
+        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, client_id=client_id, acks="all",
+                                          enable_idempotence=True, linger_ms=5, max_batch_size=256 * 1024,
+                                          request_timeout_ms=30_000)
+
+    def topic(self, dataset: str) -> str:
+        return f"{self._prefix}records.{dataset}"
+
+    def dlq(self, dataset: str) -> str:
+        return f"{self._prefix}dlq.records.{dataset}"
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def publish(self, snapshot: Snapshot, *, snapshot_id: str, complete: bool, baseline: bool,
+                      at: datetime) -> None:
+        """Every record, then an end marker on every partition; returns once all are acknowledged."""
+        topic = self.topic(snapshot.dataset)
+        futures = [await self._producer.send(
+            topic, record_envelope(r, snapshot=snapshot_id, version=snapshot.version, source=snapshot.source,
+                                   baseline=baseline, at=at).encode(), key=r.entity.encode())
+            for r in snapshot.records]
+        futures += [await self._quarantine(snapshot.dataset, q) for q in snapshot.quarantined]
+        for future in futures:
+            await future
+        partitions = sorted(await self._producer.partitions_for(topic))
+        ends = [await self._producer.send(topic, end_envelope(
+            snapshot, snapshot_id=snapshot_id, complete=complete, baseline=baseline, partition=p, at=at).encode(),
+            partition=p) for p in partitions]
+        for future in ends:
+            await future
+
+    async def _quarantine(self, dataset: str, q: Quarantined) -> Any:
+        headers = [("vigie-dlq-reason", q.reason.encode()), ("vigie-dlq-source", q.source.encode())]
+        return await self._producer.send(self.dlq(dataset), orjson.dumps(dict(q.row), default=str), headers=headers)
+
+
+class SnapshotProducer:
+    """Polls sources and publishes what changed; the producer role's loop body."""
+
+    def __init__(self, publisher: KafkaPublisher, state: RedisSourceState, *, min_ratio: float = 0.5,
+                 baseline_alerts: bool = False) -> None:
+        self.publisher = publisher
+        self.state = state
+        self._min_ratio = min_ratio
+        self._baseline_alerts = baseline_alerts
+
+    async def poll(self, url: str, source: Source, adapter: Adapter, *, at: datetime) -> Published:
+        status = await self.state.get(url)
+        raw = await source.fetch(status.version if status else None)
+        if raw.unchanged:
+            await self.state.put(SourceStatus(url, None, True, None, at.isoformat(), None))
+            log.info("%s unchanged (%s)", url, raw.version, extra={"source": url})
+            return Published(url, raw.version, unchanged=True, complete=raw.complete)
+        snapshot = _scoped(url, adapter.to_snapshot(raw), raw)
+        return await self.publish(snapshot, status, at=at)
+
+    async def publish(self, snapshot: Snapshot, status: SourceStatus | None, *, at: datetime) -> Published:
+        url = snapshot.source
+        problem = floor_problem(snapshot, (status.rows or 0) if status else 0, self._min_ratio)
+        complete = snapshot.complete and problem is None
+        baseline = not (status and status.baseline_done) and not self._baseline_alerts
+        snapshot_id = stable_hash(url, snapshot.version, at.isoformat())
+        if snapshot.records or complete:
+            await self.publisher.publish(snapshot, snapshot_id=snapshot_id, complete=complete, baseline=baseline,
+                                         at=at)
+        rows = len(snapshot.records) if complete else None
+        await self.state.put(SourceStatus(url, None if problem else snapshot.version, problem is None, problem,
+                                          at.isoformat(), rows))
+        log.info("published %s: %d records, complete=%s, baseline=%s, problem=%s", url, len(snapshot.records),
+                 complete, baseline, problem, extra={"source": url, "snapshot": snapshot_id})
+        return Published(url, snapshot.version, snapshot_id, len(snapshot.records), complete, baseline, False,
+                         problem, len(snapshot.quarantined))
+
+
+def _scoped(url: str, snapshot: Snapshot, raw: RawSnapshot) -> Snapshot:
+    """State is kept per configured source URL, as in the embedded runtime."""
+    if snapshot.source == url:
+        return snapshot
+    return Snapshot(snapshot.dataset, url, snapshot.records, snapshot.complete, snapshot.version,
+                    snapshot.quarantined, snapshot.problem or raw.problem)
+
+
+def describe(statuses: list[SourceStatus]) -> list[Mapping[str, Any]]:
+    return [{"url": s.url, "version": s.version, "healthy": s.healthy, "problem": s.problem,
+             "checked_at": s.checked_at, "rows": s.rows} for s in statuses]

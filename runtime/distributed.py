@@ -1,0 +1,324 @@
+"""The distributed runtime: Vigie's roles on Apache Kafka and Redis, wired here and started from the CLI.
+
+    vigie producer [--once]             poll sources → records.<dataset>            (producers/kafka_publisher.py)
+    vigie streams worker                diff + match agents (faust-streaming)        (streams/faust_app.py)
+    vigie notifier --channel webhook    deliveries.<channel> → Slack / webhooks / …  (notifiers/kafka_worker.py)
+    vigie healthcheck --role streams    exit 0 when the broker, Redis and the role's heartbeat answer
+
+Selected by `VIGIE_BUS=kafka://host:9092` and `VIGIE_STORE=redis://host:6379/0`; `memory://` and `sqlite:///…`
+keep the embedded runtime (`vigie run`). Settings beyond the embedded ones (all `VIGIE_*`):
+
+    topic_prefix     ""        prefix of every topic name (several deployments on one cluster)
+    partitions       4         partitions of the topics Vigie creates
+    app_id           "vigie"   faust app id = the stream workers' consumer group; notifier groups derive from it
+    streams_store    auto      `rocksdb://` when rocksdict is installed, else `memory://`
+    data_dir         "vigie-data"  faust's table files and the roles' heartbeat files
+    namespace        "vigie"   prefix of every Redis key
+    claim_ttl        120       seconds a notifier's claim on a delivery lives (must exceed http_timeout)
+    webhook_rate     20        webhook deliveries per second per URL (the guard's policy, shared in Redis)
+    datasets         []        datasets the diff agent reads (default: those of `sources`)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.util
+import json
+import logging
+import signal
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import aiohttp
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
+
+from notifiers import PLUGINS, Channels
+from notifiers.guard import RATE_POLICY, DeliveryGuard, Limit
+from notifiers.kafka_worker import KafkaNotifier, NotifierConfig
+from notifiers.ratelimit import Rate
+from notifiers.worker import RetryPolicy
+from producers import adapter_for, open_source
+from producers.kafka_publisher import KafkaPublisher, Published, RedisSourceState, SnapshotProducer
+from runtime.logs import configure
+from runtime.settings import Settings
+from streams.bus.kafka import COMPACTED, KafkaBus, Topics, TopicSpec, bootstrap_of, ensure_topics
+from streams.faust_app import Streams, StreamsConfig
+from subscriptions.redis import RedisSubscriptionStore
+
+ROLES = ("producer", "streams", "notifier", "api")
+CHANNELS = ("webhook", "slack", "console", "tg")
+HEARTBEAT_S = 5.0
+
+log = logging.getLogger(__name__)
+
+
+class DistributedSettings(Settings):
+    topic_prefix: str = ""
+    partitions: int = Field(default=4, ge=1)
+    app_id: str = "vigie"
+    streams_store: str | None = None
+    data_dir: str = "vigie-data"
+    namespace: str = "vigie"
+    claim_ttl: float = Field(default=120.0, gt=0)
+    webhook_rate: float = Field(default=20.0, gt=0)
+    datasets: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("datasets", mode="before")
+    @classmethod
+    def _split_datasets(cls, value: Any) -> Any:
+        return [p.strip() for p in value.split(",") if p.strip()] if isinstance(value, str) else value
+
+    @property
+    def bootstrap(self) -> str:
+        return bootstrap_of(self.bus)
+
+    @property
+    def redis_url(self) -> str:
+        if not self.store or not self.store.startswith(("redis://", "rediss://")):
+            raise ValueError(f"the distributed runtime needs VIGIE_STORE=redis://…, got {self.store!r}")
+        return self.store
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.topic_prefix)
+
+    @property
+    def all_datasets(self) -> list[str]:
+        return sorted(set(self.datasets) | {adapter_for(url).dataset for url in self.sources})
+
+    def heartbeat(self, role: str) -> Path:
+        return Path(self.data_dir) / f"{role}.alive"
+
+
+def is_distributed(settings: Settings) -> bool:
+    return settings.bus.startswith("kafka://")
+
+
+def topic_specs(s: DistributedSettings) -> list[TopicSpec]:
+    """Every topic the roles use, with its dead-letter topic; `subscriptions` compacted."""
+    t, n = s.topics, s.partitions
+    main = [TopicSpec(t.records(d), n) for d in s.all_datasets]
+    main += [TopicSpec(t.changes, n), TopicSpec(t.subscriptions, n, COMPACTED)]
+    for channel in CHANNELS:
+        main += [TopicSpec(t.deliveries(channel), n), TopicSpec(t.retry(channel), n)]
+    return main + [TopicSpec(t.dlq(spec.name), 1) for spec in main]
+
+
+def settings_from(args: argparse.Namespace) -> DistributedSettings:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "source", None):
+        overrides["sources"] = args.source
+    settings = DistributedSettings(**overrides)
+    configure(settings.log_level, settings.log_format)
+    if not is_distributed(settings):
+        raise SystemExit(f"vigie {args.command}: set VIGIE_BUS=kafka://host:9092 (got {settings.bus!r}); "
+                         "the embedded runtime is `vigie run`")
+    return settings
+
+
+async def _heartbeat(path: Path, stop: asyncio.Event) -> None:
+    await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+    while not stop.is_set():
+        await asyncio.to_thread(path.write_text, f"{time.time():.3f}\n", encoding="utf-8")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), HEARTBEAT_S)
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+# -- producer --------------------------------------------------------------------------------------------
+
+
+async def run_producer(s: DistributedSettings, *, once: bool) -> list[Published]:
+    await ensure_topics(s.bootstrap, topic_specs(s))
+    publisher = KafkaPublisher(s.bootstrap, prefix=s.topic_prefix, client_id=f"{s.app_id}-producer")
+    state = RedisSourceState(s.redis_url, namespace=s.namespace)
+    producer = SnapshotProducer(publisher, state, min_ratio=s.min_snapshot_ratio, baseline_alerts=s.baseline_alerts)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=s.http_timeout)) as session:
+        sources = {url: (open_source(url, session=session), adapter_for(url)) for url in s.sources}
+        await publisher.start()
+        try:
+            if once:
+                return [await _poll(producer, url, *pair) for url, pair in sources.items()]
+            await _poll_forever(s, producer, sources)
+            return []
+        finally:
+            await publisher.stop()
+            await state.aclose()
+            for source, _ in sources.values():
+                await source.aclose()
+
+
+async def _poll(producer: SnapshotProducer, url: str, source: Any, adapter: Any) -> Published:
+    try:
+        return await producer.poll(url, source, adapter, at=datetime.now(UTC))
+    except Exception as exc:  # a broken source must not stop the others
+        log.exception("polling %s failed", url, extra={"source": url})
+        return Published(url, "", problem=f"{type(exc).__name__}: {exc}")
+
+
+async def _poll_forever(s: DistributedSettings, producer: SnapshotProducer, sources: dict[str, Any]) -> None:
+    stop = _stop_on_signals()
+
+    async def loop(url: str, source: Any, adapter: Any) -> None:
+        while not stop.is_set():
+            await _poll(producer, url, source, adapter)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), s.poll_interval)
+
+    async with asyncio.TaskGroup() as tasks:
+        tasks.create_task(_heartbeat(s.heartbeat("producer"), stop))
+        for url, (source, adapter) in sources.items():
+            tasks.create_task(loop(url, source, adapter))
+
+
+# -- streams ---------------------------------------------------------------------------------------------
+
+
+def streams_store(s: DistributedSettings) -> str:
+    if s.streams_store:
+        return s.streams_store
+    return "rocksdb://" if importlib.util.find_spec("rocksdict") else "memory://"
+
+
+async def run_streams(s: DistributedSettings) -> None:
+    datasets = s.all_datasets
+    if not datasets:
+        raise SystemExit("vigie streams worker: no dataset to read; set VIGIE_SOURCES or VIGIE_DATASETS")
+    await ensure_topics(s.bootstrap, topic_specs(s))
+    await asyncio.to_thread(Path(s.data_dir).mkdir, parents=True, exist_ok=True)
+    conf = StreamsConfig(app_id=s.app_id, bootstrap=s.bootstrap, datasets=datasets, store=streams_store(s),
+                         partitions=s.partitions, data_dir=s.data_dir)
+    bus = KafkaBus(s.bootstrap, topics=s.topics, client_id=f"{s.app_id}-streams")
+    await Streams(conf, bus, heartbeat=s.heartbeat("streams")).run()
+
+
+# -- notifier --------------------------------------------------------------------------------------------
+
+
+def guard_policy(s: DistributedSettings) -> dict[str, tuple[Limit, ...]]:
+    return {**RATE_POLICY, "webhook": (Limit(Rate(s.webhook_rate, burst=max(1.0, s.webhook_rate))),)}
+
+
+async def run_notifier(s: DistributedSettings, channel: str) -> None:
+    await ensure_topics(s.bootstrap, topic_specs(s))
+    conf = NotifierConfig(channel=channel, bootstrap=s.bootstrap, group=f"{s.app_id}-notifier-{channel}",
+                          prefix=s.topic_prefix, busy_delay_s=min(s.claim_ttl, 30.0))
+    store = RedisSubscriptionStore(s.redis_url, namespace=s.namespace)
+    guard = DeliveryGuard(s.redis_url, namespace=s.namespace, claim_ttl_s=s.claim_ttl, policy=guard_policy(s))
+    stop = _stop_on_signals()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=s.http_timeout)) as session:
+        channels = Channels(slack_token=s.slack_bot_token.get_secret_value() if s.slack_bot_token else None,
+                            slack_base_url=s.slack_api_url, console_stream=sys.stdout, timeout=s.http_timeout,
+                            session=session)
+        worker = KafkaNotifier(conf, store, guard, channels, policy=RetryPolicy(max_attempts=s.max_attempts))
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(_heartbeat(s.heartbeat(f"notifier-{channel}"), stop))
+                tasks.create_task(worker.run(stop))
+        finally:
+            await channels.aclose()
+            await guard.aclose()
+            await store.aclose()
+
+
+# -- healthcheck -----------------------------------------------------------------------------------------
+
+
+async def health(s: DistributedSettings, role: str, channel: str | None = None) -> list[str]:
+    """What is wrong for `role`, empty when healthy: broker metadata, Redis PING, the role's heartbeat age."""
+    from aiokafka import AIOKafkaClient  # noqa: PLC0415 - the probe only
+    from redis.asyncio import Redis  # noqa: PLC0415
+
+    problems: list[str] = []
+    client = AIOKafkaClient(bootstrap_servers=s.bootstrap, request_timeout_ms=5000)
+    try:
+        await asyncio.wait_for(client.bootstrap(), 10)
+    except Exception as exc:  # any failure means unhealthy, reported as such
+        problems.append(f"kafka {s.bootstrap}: {exc!r}")
+    finally:
+        await client.close()
+    redis = Redis.from_url(s.redis_url, socket_timeout=5)
+    try:
+        await redis.ping()
+    except Exception as exc:  # any failure means unhealthy
+        problems.append(f"redis: {exc!r}")
+    finally:
+        await redis.aclose()
+    return problems + _stale(s, role, channel)
+
+
+def _stale(s: DistributedSettings, role: str, channel: str | None) -> list[str]:
+    if role == "api":
+        return []
+    name = f"notifier-{channel}" if role == "notifier" and channel else role
+    paths = [s.heartbeat(name)] if role != "notifier" or channel else sorted(Path(s.data_dir).glob("notifier-*"))
+    ages = [time.time() - p.stat().st_mtime for p in paths if p.exists()]
+    if not ages:
+        return [f"no heartbeat from the {role} role in {s.data_dir}"]
+    if min(ages) > 12 * HEARTBEAT_S:
+        return [f"{role} heartbeat is {min(ages):.0f}s old"]
+    return []
+
+
+# -- command line ----------------------------------------------------------------------------------------
+
+
+def cmd_producer(args: argparse.Namespace) -> int:
+    s = settings_from(args)
+    if not s.sources:
+        sys.stderr.write("vigie producer: no sources configured (VIGIE_SOURCES)\n")
+        return 2
+    published = asyncio.run(run_producer(s, once=args.once))
+    if args.once:
+        sys.stdout.write(json.dumps({"sources": [p.to_dict() for p in published]}) + "\n")
+    return 0
+
+
+def cmd_streams_worker(args: argparse.Namespace) -> int:
+    asyncio.run(run_streams(settings_from(args)))
+    return 0
+
+
+def cmd_notifier(args: argparse.Namespace) -> int:
+    s = settings_from(args)
+    asyncio.run(run_notifier(s, args.channel))
+    return 0
+
+
+def cmd_healthcheck(args: argparse.Namespace) -> int:
+    s = settings_from(args)
+    problems = asyncio.run(health(s, args.role, args.channel))
+    for problem in problems:
+        sys.stderr.write(f"unhealthy: {problem}\n")
+    return 1 if problems else 0
+
+
+def add_parsers(sub: Any) -> None:
+    """The distributed roles, as subcommands of `vigie`."""
+    producer = sub.add_parser("producer", help="poll sources and publish snapshots to Kafka (distributed)")
+    producer.add_argument("--once", action="store_true", help="poll each source once, print a JSON summary, exit")
+    producer.add_argument("--source", action="append", help="source URL (repeatable; overrides VIGIE_SOURCES)")
+    producer.set_defaults(func=cmd_producer)
+    streams = sub.add_parser("streams", help="faust-streaming diff and match agents (distributed)")
+    streams_sub = streams.add_subparsers(dest="action", required=True)
+    streams_sub.add_parser("worker", help="run a stream worker").set_defaults(func=cmd_streams_worker)
+    notifier = sub.add_parser("notifier", help="deliver one channel's alerts from Kafka (distributed)")
+    notifier.add_argument("--channel", required=True, choices=sorted({*PLUGINS, "tg"}))
+    notifier.set_defaults(func=cmd_notifier)
+    check = sub.add_parser("healthcheck", help="exit 0 when a distributed role is healthy")
+    check.add_argument("--role", required=True, choices=ROLES)
+    check.add_argument("--channel", help="with --role notifier: the channel's heartbeat only")
+    check.set_defaults(func=cmd_healthcheck)

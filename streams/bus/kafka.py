@@ -1,0 +1,242 @@
+"""Vigie's bus on Apache Kafka: topic names, the producer the stream agents write with, dead letters, topics.
+
+Every name takes an optional prefix, so several deployments (or test runs) can share one cluster:
+
+    records.<dataset>            producer → diff agent     key = record entity; a snapshot-end marker per partition
+    changes                      diff agent → match agent  key = record key
+    deliveries.<channel>         match agent → notifier    key = subscription id (order per subscription)
+    deliveries.<channel>.retry   notifier → notifier       delayed re-queue (attempt and not-before in headers)
+    subscriptions                store → match agents      compacted; key = subscription id, tombstone = delete
+    dlq.<topic>                  any consumer              the original key and bytes, the reason in headers
+
+Values are `core.codec.Envelope` JSON. Dead letters keep the original value untouched and say why in headers:
+
+    vigie-dlq-reason     one line: what is wrong (EnvelopeError text, or the delivery's last error)
+    vigie-dlq-topic      where the message was read
+    vigie-dlq-partition  its partition
+    vigie-dlq-offset     its offset
+
+Errors are aiokafka's (`KafkaError`, whose `retriable` says whether trying again may help);
+`send_all` retries retriable ones until its deadline, so a broker restart is waited out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+
+log = logging.getLogger(__name__)
+
+TOPIC_ALREADY_EXISTS = 36
+COMPACTED: Mapping[str, str] = {"cleanup.policy": "compact"}
+Headers = tuple[tuple[str, bytes], ...]
+
+
+def bootstrap_of(url: str) -> str:
+    """`kafka://host:9092[,host2:9092]` → `host:9092[,host2:9092]`; ValueError for anything else."""
+    scheme, sep, rest = url.partition("://")
+    if sep != "://" or scheme != "kafka" or not rest.strip("/"):
+        raise ValueError(f"not a Kafka bus URL: {url!r} (expected kafka://host:9092)")
+    return ",".join(part.strip().strip("/") for part in rest.split(",") if part.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """The names of Vigie's topics, under an optional prefix."""
+
+    prefix: str = ""
+
+    def records(self, dataset: str) -> str:
+        return f"{self.prefix}records.{dataset}"
+
+    @property
+    def changes(self) -> str:
+        return f"{self.prefix}changes"
+
+    @property
+    def subscriptions(self) -> str:
+        return f"{self.prefix}subscriptions"
+
+    def deliveries(self, channel: str) -> str:
+        return f"{self.prefix}deliveries.{channel}"
+
+    def retry(self, channel: str) -> str:
+        return f"{self.deliveries(channel)}.retry"
+
+    def dlq(self, topic: str) -> str:
+        """`dlq.<topic>`: the dead-letter topic of `topic` (given with or without the prefix)."""
+        return f"{self.prefix}dlq.{topic.removeprefix(self.prefix)}"
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: Mapping[str, str] = field(default_factory=dict)
+
+
+class Consumed(Protocol):
+    """What a consumed message must offer to be dead-lettered (aiokafka ConsumerRecord, faust Message)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    topic: str
+    value: bytes | None
+    key: bytes | None = None
+    partition: int | None = None
+    headers: Headers = ()
+
+
+def dead_letter_headers(message: Consumed, reason: str) -> Headers:
+    return (("vigie-dlq-reason", reason.encode()), ("vigie-dlq-topic", message.topic.encode()),
+            ("vigie-dlq-partition", str(message.partition).encode()),
+            ("vigie-dlq-offset", str(message.offset).encode()))
+
+
+def header(headers: Sequence[tuple[str, bytes]] | None, name: str) -> str | None:
+    """The last value of header `name`, decoded, or None."""
+    found = [value for key, value in headers or () if key == name]
+    return found[-1].decode() if found else None
+
+
+class KafkaBus:
+    """One idempotent producer (`acks=all`): `send_all` returns once every message is acknowledged."""
+
+    def __init__(self, bootstrap: str, *, topics: Topics = Topics(), client_id: str = "vigie",
+                 linger_ms: int = 5, deadline_s: float = 120.0) -> None:
+        self.bootstrap = bootstrap
+        self.topics = topics
+        self._deadline_s = deadline_s
+        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, client_id=client_id, acks="all",
+                                          enable_idempotence=True, linger_ms=linger_ms,
+                                          max_batch_size=256 * 1024, request_timeout_ms=30_000)
+        self._started = False
+
+    async def start(self) -> None:
+        if not self._started:
+            await self._producer.start()
+            self._started = True
+
+    async def stop(self) -> None:
+        if self._started:
+            self._started = False
+            await self._producer.stop()
+
+    async def partitions(self, topic: str) -> list[int]:
+        found = await self._producer.partitions_for(topic)
+        return sorted(found)
+
+    async def send_all(self, messages: Iterable[Outgoing]) -> int:
+        """Send `messages` and wait for every acknowledgement; retriable failures are sent again until the deadline.
+
+        Returns how many were sent. A message may be written twice after a retry: consumers dedupe on ids.
+        """
+        pending = list(messages)
+        deadline = time.monotonic() + self._deadline_s
+        while pending:
+            failed = await self._send_once(pending)
+            if not failed:
+                break
+            error = failed[0][1]
+            if not getattr(error, "retriable", True) or time.monotonic() >= deadline:
+                raise error
+            log.warning("%d message(s) to %s not acknowledged (%r); sending again", len(failed),
+                        failed[0][0].topic, error, extra={"topic": failed[0][0].topic})
+            await asyncio.sleep(0.5)
+            pending = [message for message, _ in failed]
+        return len(pending)
+
+    async def _send_once(self, messages: Sequence[Outgoing]) -> list[tuple[Outgoing, KafkaError]]:
+        futures: list[asyncio.Future[Any]] = []
+        failed: list[tuple[Outgoing, KafkaError]] = []
+        for message in messages:
+            try:
+                futures.append(await self._producer.send(
+                    message.topic, message.value, key=message.key, partition=message.partition,
+                    headers=list(message.headers) or None))
+            except KafkaError as exc:
+                failed.append((message, exc))
+                futures.append(_done())
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        for message, result in zip(messages, results, strict=True):
+            if isinstance(result, KafkaError):
+                failed.append((message, result))
+            elif isinstance(result, BaseException):
+                raise result
+        return failed
+
+    def dead_letter(self, message: Consumed, reason: str) -> Outgoing:
+        """The dead-letter message for `message` (send it with `send_all`)."""
+        log.warning("dead letter from %s[%d]@%d: %s", message.topic, message.partition, message.offset, reason,
+                    extra={"topic": message.topic, "partition": message.partition, "offset": message.offset})
+        return Outgoing(self.topics.dlq(message.topic), message.value, key=message.key,
+                        headers=dead_letter_headers(message, reason))
+
+
+def _done() -> asyncio.Future[Any]:
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    future.set_result(None)
+    return future
+
+
+async def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], *, timeout_s: float = 30.0) -> list[str]:
+    """Create the topics that do not exist yet (replication 1 per spec's config); the names created."""
+    wanted = {spec.name: spec for spec in specs}
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [spec for name, spec in wanted.items() if name not in existing]
+        if not missing:
+            return []
+        response = await admin.create_topics([
+            NewTopic(spec.name, spec.partitions, 1, topic_configs=dict(spec.config)) for spec in missing])
+        created = _created(response.to_object())
+        await _wait_for_leaders(admin, created, timeout_s)
+    finally:
+        await admin.close()
+    log.info("created topics %s", ", ".join(created), extra={"topics": created})
+    return created
+
+
+def _created(response: dict[str, Any]) -> list[str]:
+    created = []
+    for topic in response.get("topics") or response.get("topic_errors") or []:
+        code = int(topic["error_code"])
+        if code == 0:
+            created.append(topic["topic"] if "topic" in topic else topic["name"])
+        elif code != TOPIC_ALREADY_EXISTS:
+            raise KafkaError(f"cannot create topic {topic.get('topic') or topic.get('name')}: error {code} "
+                             f"{topic.get('error_message') or ''}".rstrip())
+    return created
+
+
+async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float) -> None:
+    """Poll the metadata until every partition of `names` has a leader (bounded by `timeout_s`)."""
+    async with asyncio.timeout(timeout_s):
+        while names:
+            described = await admin.describe_topics(names)
+            if all(_led(topic) for topic in described):
+                return
+            await asyncio.sleep(0.05)
+
+
+def _led(topic: Mapping[str, Any]) -> bool:
+    partitions = topic.get("partitions") or []
+    return topic.get("error_code") == 0 and bool(partitions) and all(
+        p.get("error_code") == 0 and p.get("leader", -1) >= 0 for p in partitions)

@@ -1,0 +1,194 @@
+"""The diff of the embedded processor, one message at a time, for one partition of `records.<dataset>`.
+
+The producer keys records by entity, so an establishment's inspections share a partition, and it ends each
+snapshot with a marker on every partition. The diff task of a partition therefore sees, in order, the records
+of a snapshot it owns and then the marker saying "that was all of it" (see producers/kafka_publisher.py for
+the message shapes). State lives in two key/value views (faust Tables in the worker, dicts in tests):
+
+    records  "<source>\\x1f<key>"    → {"r": record dict, "s": snapshot last seen in, "p": partition,
+                                        "b": the record before that snapshot (absent: same as "r"; None: new)}
+    groups   "<source>\\x1f<entity>" → sorted record keys of the entity
+
+`"b"` keeps the state *before* the current snapshot readable while the snapshot streams in, so `created` kinds
+compare with the entity's latest record before the snapshot, exactly as `core.diff.diff` does. The source URL
+scopes the state, as in the embedded runtime.
+
+A record is diffed with `core.diff.diff_one` against the stored version; a *complete* marker removes the keys
+of its partition and source not seen in its snapshot with `core.diff.removal` (aged_out below the marker's
+floor). An incomplete marker removes nothing. Baseline records and markers update the state and emit nothing.
+The caller must publish the returned changes durably *before* it commits the staged state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from core.codec import record_from_dict, record_to_dict
+from core.diff import diff_one, latest_by_group, removal
+from core.errors import EnvelopeError
+from core.model import Change, Record
+from core.profiles import Profile, profile_for
+
+SEP = "\x1f"
+Entry = dict[str, Any]
+
+
+class KV(Protocol):
+    """A key/value view of a table: the diff reads and writes state through it."""
+
+    def get(self, key: str) -> Any: ...
+
+    def put(self, key: str, value: Any) -> None: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def scan(self, prefix: str) -> Iterator[tuple[str, Any]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RecordMessage:
+    record: Record
+    snapshot: str
+    version: str
+    source: str
+    baseline: bool
+    at: datetime
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any], at: datetime) -> RecordMessage:
+        try:
+            return cls(record_from_dict(data), str(data["snapshot"]), str(data["version"]), str(data["source"]),
+                       bool(data.get("baseline", False)), at)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EnvelopeError(f"invalid record data: {type(exc).__name__}: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotEnd:
+    snapshot: str
+    version: str
+    source: str
+    dataset: str
+    complete: bool
+    baseline: bool
+    floor: str | None
+    at: datetime
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any], at: datetime) -> SnapshotEnd:
+        try:
+            floor = data.get("floor")
+            return cls(str(data["snapshot"]), str(data["version"]), str(data["source"]), str(data["dataset"]),
+                       _flag(data["complete"]), _flag(data.get("baseline", False)),
+                       None if floor is None else str(floor), at)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EnvelopeError(f"invalid snapshot-end data: {type(exc).__name__}: {exc}") from exc
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, got {value!r}")
+    return value
+
+
+def _before_snapshot(entry: Entry | None, snapshot: str) -> Any:
+    """The record dict as it was before `snapshot` (None: the key did not exist then)."""
+    if entry is None:
+        return None
+    if entry["s"] != snapshot:
+        return entry["r"]
+    return entry["b"] if "b" in entry else entry["r"]
+
+
+class PartitionDiff:
+    """Diff state transitions for records and snapshot-end markers; pure apart from the KV views."""
+
+    def __init__(self, records: KV, groups: KV, profiles: Callable[[str], Profile] = profile_for) -> None:
+        self.records = records
+        self.groups = groups
+        self._profiles = profiles
+
+    def on_record(self, msg: RecordMessage, partition: int) -> Change | None:
+        record = msg.record
+        key = f"{msg.source}{SEP}{record.key}"
+        entry: Entry | None = self.records.get(key)
+        self._write(key, entry, msg, partition)
+        self._join_group(msg.source, record)
+        if msg.baseline or (entry is not None and entry["r"]["fingerprint"] == record.fingerprint):
+            return None
+        before = None if entry is None else record_from_dict(entry["r"])
+        profile = self._profiles(record.dataset)
+        last = self._latest_before(msg, profile) if before is None else None
+        return diff_one(before, record, at=msg.at, version=msg.version, profile=profile, last_in_group=last)
+
+    def on_end(self, end: SnapshotEnd, partition: int) -> list[Change]:
+        if not end.complete:
+            return []
+        profile = self._profiles(end.dataset)
+        stale = [(key, entry) for key, entry in self.records.scan(f"{end.source}{SEP}")
+                 if entry["p"] == partition and entry["s"] != end.snapshot]
+        changes = []
+        for key, entry in stale:
+            before = record_from_dict(entry["r"])
+            self.records.delete(key)
+            self._leave_group(end.source, before)
+            if not end.baseline:
+                changes.append(removal(before, at=end.at, version=end.version, profile=profile, floor=end.floor))
+        return changes
+
+    def _write(self, key: str, entry: Entry | None, msg: RecordMessage, partition: int) -> None:
+        data = record_to_dict(msg.record)
+        if entry is not None and entry["s"] == msg.snapshot and entry["p"] == partition \
+                and entry["r"]["fingerprint"] == msg.record.fingerprint:
+            return  # seen already in this snapshot: a redelivery
+        new: Entry = {"r": data, "s": msg.snapshot, "p": partition}
+        before = _before_snapshot(entry, msg.snapshot)
+        if before is None or before["fingerprint"] != msg.record.fingerprint:
+            new["b"] = before
+        self.records.put(key, new)
+
+    def _join_group(self, source: str, record: Record) -> None:
+        key = f"{source}{SEP}{record.entity}"
+        members: list[str] = self.groups.get(key) or []
+        if record.key not in members:
+            self.groups.put(key, sorted([*members, record.key]))
+
+    def _leave_group(self, source: str, record: Record) -> None:
+        key = f"{source}{SEP}{record.entity}"
+        members = [k for k in self.groups.get(key) or [] if k != record.key]
+        if members:
+            self.groups.put(key, members)
+        else:
+            self.groups.delete(key)
+
+    def _latest_before(self, msg: RecordMessage, profile: Profile) -> Record | None:
+        """The entity's latest record before this snapshot, as `latest_by_group(previous)` would give it."""
+        entity = msg.record.entity
+        previous = []
+        for member in self.groups.get(f"{msg.source}{SEP}{entity}") or []:
+            data = _before_snapshot(self.records.get(f"{msg.source}{SEP}{member}"), msg.snapshot)
+            if data is not None:
+                previous.append(record_from_dict(data))
+        return latest_by_group(previous, profile).get(entity)
+
+
+class DictKV:
+    """KV over a dict: the tests' state, and the staging area of a batch."""
+
+    def __init__(self, data: dict[str, Any] | None = None) -> None:
+        self.data: dict[str, Any] = {} if data is None else data
+
+    def get(self, key: str) -> Any:
+        return self.data.get(key)
+
+    def put(self, key: str, value: Any) -> None:
+        self.data[key] = value
+
+    def delete(self, key: str) -> None:
+        self.data.pop(key, None)
+
+    def scan(self, prefix: str) -> Iterator[tuple[str, Any]]:
+        return ((k, v) for k, v in list(self.data.items()) if k.startswith(prefix))

@@ -1,0 +1,299 @@
+"""The distributed runtime end to end, as real processes on a real Kafka broker and Redis.
+
+Local Opendatasoft portal (real 2018-2019 rows, two publications) → `vigie producer --once` → Kafka →
+`vigie streams worker` (faust) → `vigie notifier --channel webhook` → a local receiver that verifies the
+Standard Webhooks signatures and dedupes on webhook-id. The expected alerts are the embedded runtime's for the
+same input (`Embedded` on a temporary SQLite state), compared as sets of (subscription, idempotency key, kind).
+
+Every test gets its own topic prefix, faust app id and Redis namespace, so tests share the services without
+seeing each other; the harness stops (by PID) every process it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import TopicPartition
+from redis.asyncio import Redis
+
+from core.geo import AdminArea, Circle, Everywhere, Point
+from core.model import Filter, Subscription
+from notifiers.webhook import new_secret
+from runtime.demo.portal import FakePortal
+from runtime.demo.receiver import WebhookReceiver
+from runtime.demo.snapshots import DATASET_ID, DemoStory, build_snapshots
+from runtime.embedded import Embedded
+from runtime.settings import Settings
+from subscriptions.publisher import KafkaSubscriptionPublisher
+from subscriptions.redis import RedisSubscriptionStore
+from subscriptions.sqlite import SqliteSubscriptionStore
+from tests import services
+
+VIGIE = Path(sys.executable).parent / "vigie"
+PARTITIONS = 4
+Alert = tuple[str, str, str]  # subscription id, idempotency key (webhook-id), kind
+
+pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(180)]
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    return services.kafka_bootstrap_servers()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return services.redis_url()
+
+
+@pytest.fixture(scope="session")
+def story() -> DemoStory:
+    return build_snapshots()
+
+
+@dataclass
+class Deployment:
+    """One isolated Vigie deployment: its settings, its role processes, and waits on its progress."""
+
+    bootstrap: str
+    redis_url: str
+    workdir: Path
+    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
+    extra_env: dict[str, str] = field(default_factory=dict)
+    procs: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
+
+    @property
+    def prefix(self) -> str:
+        return f"t{self.tag}."
+
+    @property
+    def app_id(self) -> str:
+        return f"vigie-{self.tag}"
+
+    @property
+    def namespace(self) -> str:
+        return f"vigie-{self.tag}"
+
+    def env(self, sources: Iterable[str] = ()) -> dict[str, str]:
+        return {
+            **os.environ, "VIGIE_BUS": f"kafka://{self.bootstrap}", "VIGIE_STORE": self.redis_url,
+            "VIGIE_TOPIC_PREFIX": self.prefix, "VIGIE_APP_ID": self.app_id, "VIGIE_NAMESPACE": self.namespace,
+            "VIGIE_PARTITIONS": str(PARTITIONS), "VIGIE_DATA_DIR": str(self.workdir / "data"),
+            "VIGIE_STREAMS_STORE": "memory://", "VIGIE_DATASETS": "alimconfiance", "VIGIE_SOURCES": ",".join(sources),
+            "VIGIE_LOG_LEVEL": "INFO", "VIGIE_WEBHOOK_RATE": "10000", "VIGIE_CLAIM_TTL": "15",
+            "VIGIE_HTTP_TIMEOUT": "5", **self.extra_env,
+        }
+
+    async def start(self, name: str, *args: str) -> asyncio.subprocess.Process:
+        log = (self.workdir / f"{name}.log").open("ab")
+        proc = await asyncio.create_subprocess_exec(str(VIGIE), *args, env=self.env(), stdout=log, stderr=log,
+                                                    cwd=self.workdir)
+        log.close()
+        self.procs[name] = proc
+        return proc
+
+    async def produce_once(self, source: str) -> dict[str, Any]:
+        proc = await asyncio.create_subprocess_exec(
+            str(VIGIE), "producer", "--once", env=self.env([source]), stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, cwd=self.workdir)
+        out, err = await asyncio.wait_for(proc.communicate(), 120)
+        assert proc.returncode == 0, err.decode()[-3000:]
+        summary: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+        return summary
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs[name]
+        if proc.returncode is None:
+            proc.send_signal(sig)
+
+    async def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                await asyncio.wait_for(proc.wait(), 20)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+    def logs(self, tail: int = 40) -> str:
+        parts = []
+        for path in sorted(self.workdir.glob("*.log")):
+            lines = path.read_text(errors="replace").splitlines()[-tail:]
+            parts.append(f"--- {path.name}\n" + "\n".join(lines))
+        return "\n".join(parts)
+
+    async def subscribe(self, subscriptions: Iterable[Subscription]) -> None:
+        publisher = KafkaSubscriptionPublisher(self.bootstrap, topic=f"{self.prefix}subscriptions",
+                                               partitions=PARTITIONS)
+        store = RedisSubscriptionStore(self.redis_url, publisher=publisher, namespace=self.namespace)
+        try:
+            for subscription in subscriptions:
+                await store.put(subscription)
+        finally:
+            await store.aclose()
+
+    async def lag(self, group: str, topic: str) -> int:
+        """Messages of `topic` not yet committed by consumer group `group`."""
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        try:
+            committed = await admin.list_consumer_group_offsets(group)
+            described = await admin.describe_topics([topic])
+            partitions = [TopicPartition(topic, p["partition"]) for p in described[0]["partitions"]]
+        finally:
+            await admin.close()
+        from aiokafka import AIOKafkaConsumer
+
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap)
+        await consumer.start()
+        try:
+            ends = await consumer.end_offsets(partitions)
+        finally:
+            await consumer.stop()
+        return sum(end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items())
+
+    async def drained(self, pairs: Iterable[tuple[str, str]], timeout: float = 60.0) -> None:  # noqa: ASYNC109
+        """Until every (group, topic) has committed everything: the pipeline is idle."""
+        async with asyncio.timeout(timeout):
+            for group, topic in pairs:
+                while await self.lag(group, topic) > 0:
+                    await asyncio.sleep(0.2)
+
+    async def cleanup(self) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        try:
+            ours = [t for t in await admin.list_topics() if t.startswith((self.prefix, self.app_id))]
+            if ours:
+                await admin.delete_topics(ours)
+        finally:
+            await admin.close()
+        redis = Redis.from_url(self.redis_url)
+        try:
+            keys = [k async for k in redis.scan_iter(match=f"*{self.namespace}*")]
+            if keys:
+                await redis.delete(*keys)
+        finally:
+            await redis.aclose()
+
+
+@pytest.fixture
+async def deployment(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> AsyncIterator[Deployment]:
+    deployed = Deployment(kafka_bootstrap, redis_url, tmp_path)
+    try:
+        yield deployed
+    finally:
+        await deployed.stop_all()
+        await deployed.cleanup()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[WebhookReceiver]:
+    hooks = WebhookReceiver()
+    await hooks.start()
+    yield hooks
+    await hooks.close()
+
+
+@pytest.fixture
+async def portal() -> AsyncIterator[FakePortal]:
+    async with FakePortal() as running:
+        yield running
+
+
+def subscriptions_for(receiver: WebhookReceiver) -> list[Subscription]:
+    """Every area and filter shape, each to its own endpoint of the receiver."""
+    specs = [
+        ("sub_all", Everywhere(), Filter()),
+        ("sub_paris", Circle(Point(48.8566, 2.3522), 5_000), Filter()),
+        ("sub_rhone", AdminArea("departement", "69"), Filter()),
+        ("sub_bad", Everywhere(), Filter(min_rating=3)),
+        ("sub_trend", Everywhere(), Filter(kinds=frozenset({"downgrade", "upgrade", "removed"}))),
+    ]
+    made = []
+    for sub_id, area, filt in specs:
+        secret = new_secret()
+        endpoint = receiver.add_endpoint(sub_id, secret).replace("http://", "webhook+http://", 1)
+        made.append(Subscription(sub_id, area, endpoint, filt, lang="en", secret=secret))
+    return made
+
+
+async def embedded_alerts(tmp_path: Path, portal: FakePortal, story: DemoStory,
+                          subscriptions: list[Subscription]) -> set[Alert]:
+    """What the embedded runtime would deliver for the same publications."""
+    url = portal.url_for(DATASET_ID)
+    settings = Settings(state=f"sqlite:///{tmp_path / 'embedded.db'}", sources=[url])
+    store = SqliteSubscriptionStore(settings.subscription_store)
+    for subscription in subscriptions:
+        await store.put(subscription)
+    await store.aclose()
+    alerts: set[Alert] = set()
+    async with Embedded(settings) as vigie:
+        for snapshot in (story.first, story.second):
+            portal.publish(DATASET_ID, snapshot.rows, modified=snapshot.modified)
+            outcome = await vigie.poll(url)
+            alerts |= {(d.subscription.id, d.key, d.change.kind) for d in outcome.deliveries}
+    return alerts
+
+
+def received(receiver: WebhookReceiver) -> list[Alert]:
+    return [(r.event["data"]["subscription_id"], r.webhook_id, r.event["type"].rpartition(".")[2])
+            for r in receiver.received]
+
+
+async def publish_story(deployment: Deployment, portal: FakePortal, story: DemoStory) -> list[dict[str, Any]]:
+    url = portal.url_for(DATASET_ID)
+    summaries = []
+    for snapshot in (story.first, story.second):
+        portal.publish(DATASET_ID, snapshot.rows, modified=snapshot.modified)
+        summaries.append(await deployment.produce_once(url))
+    return summaries
+
+
+async def wait_for_alerts(deployment: Deployment, receiver: WebhookReceiver, count: int,
+                          timeout: float = 90.0) -> None:  # noqa: ASYNC109 - a deadline is the point
+    try:
+        await receiver.wait_for(count, timeout=timeout)
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}\n{deployment.logs()}") from None
+
+
+def idle_pairs(deployment: Deployment) -> list[tuple[str, str]]:
+    p = deployment.prefix
+    return [(deployment.app_id, f"{p}records.alimconfiance"), (deployment.app_id, f"{p}changes"),
+            (f"{deployment.app_id}-notifier-webhook", f"{p}deliveries.webhook")]
+
+
+async def test_pipeline_delivers_what_the_embedded_runtime_delivers(
+        deployment: Deployment, portal: FakePortal, receiver: WebhookReceiver, story: DemoStory,
+        tmp_path: Path) -> None:
+    subscriptions = subscriptions_for(receiver)
+    expected = await embedded_alerts(tmp_path, portal, story, subscriptions)
+    await deployment.subscribe(subscriptions)
+    await deployment.start("streams", "streams", "worker")
+    await deployment.start("notifier", "notifier", "--channel", "webhook")
+
+    first, second = await publish_story(deployment, portal, story)
+    await wait_for_alerts(deployment, receiver, len(expected))
+    await deployment.drained(idle_pairs(deployment))
+
+    assert first["sources"][0]["baseline"] is True
+    assert second["sources"][0]["baseline"] is False
+    assert len(expected) > 800
+    got = received(receiver)
+    assert len(got) == len(set(got))
+    assert set(got) == expected
+    assert receiver.rejected == 0
