@@ -62,6 +62,14 @@ class CsvSource:
 
     async def fetch(self, last_version: str | None) -> RawSnapshot:
         try:
+            return await self._fetch(last_version)
+        except Exception as exc:  # the contract: source trouble never escapes fetch
+            log.exception("unexpected failure while fetching", extra={"source": self.url})
+            return RawSnapshot(self.url, [], complete=False, version="",
+                               problem=f"unexpected {type(exc).__name__}: {exc}")
+
+    async def _fetch(self, last_version: str | None) -> RawSnapshot:
+        try:
             data = await (self._download(self._http_url) if self._http_url else self._read_file(self._path))
         except SourceError as exc:
             log.warning("CSV source failed: %s", exc, extra={"source": self.url})

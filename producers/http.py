@@ -142,7 +142,7 @@ async def iter_chunks(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
         async for chunk in response.content.iter_chunked(CHUNK):
             received += len(chunk)
             yield chunk
-    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError) as exc:
+    except (aiohttp.ClientError, TimeoutError) as exc:
         raise TruncatedDownload(f"connection lost after {received} bytes: {type(exc).__name__}") from exc
     _check_length(response, received)
 

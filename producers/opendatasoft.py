@@ -13,6 +13,7 @@ announces give `complete=False` with a one-line `problem` (rows that did arrive 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -45,6 +46,8 @@ def parse_ods_url(url: str) -> tuple[str, str, dict[str, str]]:
         raise ValueError(f"not an Opendatasoft URL: {mask(url)} (expected ods+https://PORTAL/DATASET_ID)")
     require_tls_or_loopback(parts, url)
     prefix, _, dataset_id = parts.path.rstrip("/").rpartition("/")
+    for pasted in (API.rstrip("/"), "/explore/dataset"):  # a portal page or API URL pasted as is
+        prefix = prefix.partition(pasted)[0] if prefix.endswith(pasted) else prefix
     if not parts.hostname or not dataset_id:
         raise ValueError(f"no portal or dataset id in {mask(url)} (expected ods+https://PORTAL/DATASET_ID)")
     params = dict(parse_qsl(parts.query, keep_blank_values=False))
@@ -108,6 +111,14 @@ class OdsSource:
         return self.url if privacy else self._raw_url
 
     async def fetch(self, last_version: str | None) -> RawSnapshot:
+        try:
+            return await self._fetch(last_version)
+        except Exception as exc:  # the contract: source trouble never escapes fetch
+            log.exception("unexpected failure while fetching", extra={"source": self.url})
+            return RawSnapshot(self.url, [], complete=False, version="",
+                               problem=f"unexpected {type(exc).__name__}: {exc}")
+
+    async def _fetch(self, last_version: str | None) -> RawSnapshot:
         try:
             meta = await self._json(self._base, {}, self._meta_timeout)
             version = version_of(meta)
@@ -224,7 +235,7 @@ class OdsSource:
             data = await read_all(response)
         finally:
             response.release()
-        table = parse_csv(data)
+        table = await asyncio.to_thread(parse_csv, data)
         download.rows.extend(table.rows)
         download.bad_lines += table.bad_rows
         if data and not data.endswith(b"\n"):

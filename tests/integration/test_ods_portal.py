@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from core.diff import diff
 from core.ports import RawSnapshot
@@ -258,3 +259,23 @@ async def test_demo_story_through_the_portal_shows_every_change_kind(portal: Fak
     by_key = {c.key: c for c in changes}
     for edit in story().edits:
         assert edit.kind in by_key[edit.key].kinds, edit
+
+
+async def test_nothing_escapes_fetch_even_for_nonsense_metadata() -> None:
+    async def metadata(request: web.Request) -> web.Response:
+        return web.json_response({"metas": {"default": {"modified": "x", "records_count": 1}}, "fields": 5})
+
+    app = web.Application()
+    app.router.add_get("/api/explore/v2.1/catalog/datasets/odd", metadata)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    source = OdsSource(f"ods+http://127.0.0.1:{site.port}/odd")
+    try:
+        raw = await source.fetch(None)
+    finally:
+        await source.aclose()
+        await runner.cleanup()
+    assert raw.complete is False
+    assert (raw.problem or "").startswith("unexpected TypeError")

@@ -54,6 +54,17 @@ def test_ods_url_parts() -> None:
     assert params == {"where": 'dep_code="75"', "select": "siret", "apikey": "k"}
 
 
+@pytest.mark.parametrize("url", [
+    "ods+https://dgal.opendatasoft.com/explore/dataset/export_alimconfiance/",
+    "ods+https://dgal.opendatasoft.com/api/explore/v2.1/catalog/datasets/export_alimconfiance",
+    "ods+https://dgal.opendatasoft.com/export_alimconfiance#dataset=alimconfiance",
+])
+def test_pasted_portal_urls(url: str) -> None:
+    base, dataset, _ = parse_ods_url(url)
+    assert base == "https://dgal.opendatasoft.com/api/explore/v2.1/catalog/datasets/export_alimconfiance"
+    assert dataset == "export_alimconfiance"
+
+
 def test_version_from_metadata() -> None:
     meta = {"metas": {"default": {"modified": "m", "data_processed": "d", "records_count": 3}}}
     assert version_of(meta) == "d|3"
