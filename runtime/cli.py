@@ -129,7 +129,7 @@ async def _all(settings: Settings) -> list[Subscription]:
 
 def describe_area(subscription: Subscription) -> str:
     area = area_to_dict(subscription.area)
-    kind = area.pop("type")
+    kind = str(area.pop("type"))
     if kind == "circle":
         return f"{area['radius_m']:g} m around {area['lat']:.5f},{area['lon']:.5f}"
     if kind == "admin":

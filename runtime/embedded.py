@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
@@ -24,6 +24,7 @@ from core.match import GridIndex
 from core.ports import Adapter, RawSnapshot, Snapshot, Source
 from core.profiles import profile_for
 from notifiers import Channels
+from notifiers.ratelimit import DEFAULT_RATES, Rate, RateLimiter
 from notifiers.worker import DrainResult, OutboxWorker, RetryPolicy
 from producers import adapter_for, open_source
 from runtime.settings import Settings
@@ -73,13 +74,18 @@ class Embedded:
     """Wires the embedded adapters; use as `async with Embedded(settings) as vigie:`."""
 
     def __init__(self, settings: Settings, *, console: IO[str] | None = None, clock: Callable[[], datetime] = utcnow,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, rates: Mapping[str, Rate] = DEFAULT_RATES) -> None:
         self.settings = settings
+        self._rates = rates
         self.clock = clock
         self._console = console
         self._progress = progress or (lambda stage, detail: None)
         self._sources: dict[str, tuple[Source, Adapter]] = {}
         self.wake = asyncio.Event()
+
+    def on_progress(self, progress: Progress) -> None:
+        """Called as `progress(stage, detail)` while polling and delivering (the demo's progress bar)."""
+        self._progress = progress
 
     async def __aenter__(self) -> Embedded:
         s = self.settings
@@ -95,7 +101,8 @@ class Embedded:
         )
         self.processor = Processor(self.state, profiles=profile_for, min_ratio=s.min_snapshot_ratio,
                                    baseline_alerts=s.baseline_alerts)
-        self.worker = OutboxWorker(self.outbox, self.channels, RetryPolicy(max_attempts=s.max_attempts), self.clock)
+        self.worker = OutboxWorker(self.outbox, self.channels, RetryPolicy(max_attempts=s.max_attempts), self.clock,
+                                   limiter=RateLimiter(self._rates))
         for url in s.sources:
             self._sources[url] = (open_source(url, session=self.session), adapter_for(url))
         return self
