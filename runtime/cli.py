@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import secrets
 import signal
@@ -23,6 +24,7 @@ from notifiers import mask, new_secret, validate_destination
 from runtime.embedded import Embedded
 from runtime.logs import configure
 from runtime.settings import Settings
+from streams.sqlite import Database, SourceState, StateStore
 from subscriptions.schemas import SubscriptionIn
 from subscriptions.sqlite import SqliteSubscriptionStore
 
@@ -167,6 +169,40 @@ def cmd_unsubscribe(args: argparse.Namespace) -> int:
     return 1
 
 
+async def _inspect(settings: Settings, limit: int) -> tuple[list[SourceState], list[tuple[str, str, dict[str, Any]]]]:
+    db = await Database(settings.state).open()
+    try:
+        state = StateStore(db)
+        return await state.sources(), await state.quarantined(limit)
+    finally:
+        await db.close()
+
+
+def cmd_sources(args: argparse.Namespace) -> int:
+    sources, _ = asyncio.run(_inspect(_settings(args), 0))
+    if args.json:
+        print(json.dumps([dataclasses.asdict(s) for s in sources]))
+        return 0
+    table = Table("source", "healthy", "version", "rows", "checked at", "problem", title="sources")
+    for s in sources:
+        table.add_row(mask(s.url), "yes" if s.healthy else "[red]no[/]", s.version or "", str(s.rows or ""),
+                      s.checked_at or "", s.problem or "")
+    out.print(table)
+    return 0
+
+
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    _, rows = asyncio.run(_inspect(_settings(args), args.limit))
+    if args.json:
+        print(json.dumps([{"source": s, "reason": r, "row": row} for s, r, row in rows], default=str))
+        return 0
+    table = Table("source", "reason", "row", title=f"{len(rows)} most recent quarantined row(s)")
+    for source, reason, row in rows:
+        table.add_row(mask(source), reason, json.dumps(row, ensure_ascii=False, default=str)[:120])
+    out.print(table)
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     print(json.dumps(_settings(args).masked(), indent=2, default=str))
     return 0
@@ -217,6 +253,13 @@ def parser() -> argparse.ArgumentParser:
     unsub.add_argument("id")
     unsub.set_defaults(func=cmd_unsubscribe)
     sub.add_parser("config", help="print the effective settings, secrets masked").set_defaults(func=cmd_config)
+    sources = sub.add_parser("sources", help="health of every source polled so far")
+    sources.add_argument("--json", action="store_true")
+    sources.set_defaults(func=cmd_sources)
+    quarantine = sub.add_parser("quarantine", help="rows that could not be read, with the reason")
+    quarantine.add_argument("--limit", type=int, default=50)
+    quarantine.add_argument("--json", action="store_true")
+    quarantine.set_defaults(func=cmd_quarantine)
     demo = sub.add_parser("demo", help="run Vigie end to end on real data against local stand-ins")
     demo.add_argument("--lang", choices=("fr", "en"), default="fr")
     demo.add_argument("--keep", action="store_true", help="keep the demo's state directory")
