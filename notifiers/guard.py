@@ -24,6 +24,7 @@ Keys (destinations are hashed, so no URL or token lands in Redis):
 
     {ns}:delivery:<key>            owner id while claimed, "done" once sent
     {ns:rate}:<channel>:<hash>     a bucket's theoretical arrival time, in µs of Redis time
+                                   (`<channel>:*` for a channel-wide limit, `any:<hash>` for plain `acquire`)
 """
 
 from __future__ import annotations

@@ -15,8 +15,9 @@ leave the topic's last message equal to Redis.
 **Failure mode.** If publishing fails, Redis is ahead of the topic: the write is stored (reads see it, notifiers
 use it) but stream workers do not match against it yet. `put`/`delete` then raise PublishError *after* the
 write; retrying the call is safe (it is idempotent). The mark stays, and `republish_pending()` sends what is
-left behind; `republish_all()` resends everything (after a topic was lost or recreated). The API role runs
-`republish_pending()` at start and periodically; operators run `republish_all()` (`vigie` CLI) to resync.
+left behind; `republish_all()` resends everything (after a topic was lost or recreated). Whoever writes
+subscriptions (the API role) is meant to run `republish_pending()` at start and then periodically, and
+operators `republish_all()` to resync a topic; runtime/ wires both.
 """
 
 from __future__ import annotations
