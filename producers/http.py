@@ -94,10 +94,11 @@ def status_error(status: int, url: str, headers: Mapping[str, str], body: bytes,
 
 
 async def open_once(session: aiohttp.ClientSession, url: str, params: Mapping[str, str],
-                    limits: aiohttp.ClientTimeout, now: Clock) -> aiohttp.ClientResponse:
+                    limits: aiohttp.ClientTimeout, now: Clock, *,
+                    headers: Mapping[str, str] | None = None) -> aiohttp.ClientResponse:
     """One GET; the response is returned open (status 200) for the caller to stream and release."""
     try:
-        response = await session.get(url, params=params, timeout=limits)
+        response = await session.get(url, params=params, timeout=limits, headers=headers)
     except (aiohttp.ClientConnectionError, TimeoutError) as exc:
         raise SourceUnavailable(f"cannot reach {mask(url)}: {type(exc).__name__} {exc}".strip(),
                                 retriable=True) from exc
@@ -115,10 +116,11 @@ async def open_once(session: aiohttp.ClientSession, url: str, params: Mapping[st
 
 
 async def open_with_retries(session: aiohttp.ClientSession, url: str, params: Mapping[str, str],
-                            limits: aiohttp.ClientTimeout, policy: RetryPolicy) -> aiohttp.ClientResponse:
+                            limits: aiohttp.ClientTimeout, policy: RetryPolicy, *,
+                            headers: Mapping[str, str] | None = None) -> aiohttp.ClientResponse:
     for attempt in range(1, policy.attempts + 1):
         try:
-            return await open_once(session, url, params, limits, policy.clock)
+            return await open_once(session, url, params, limits, policy.clock, headers=headers)
         except SourceUnavailable as exc:
             if not exc.retriable or attempt == policy.attempts:
                 raise

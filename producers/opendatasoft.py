@@ -98,7 +98,8 @@ class OdsSource:
         self._raw_url = url
         self.url = mask(url)
         self._params = {k: v for k, v in params.items() if k in PASSTHROUGH}
-        self._auth = {"apikey": params["apikey"]} if params.get("apikey") else {}
+        # the key travels in a header, not in request URLs that proxies and portals log
+        self._auth = {"Authorization": f"Apikey {params['apikey']}"} if params.get("apikey") else {}
         self._session = session
         self._own_session = session is None
         self._meta_timeout = client_timeout(connect=connect_timeout, read=metadata_timeout, total=metadata_timeout)
@@ -186,7 +187,7 @@ class OdsSource:
     async def _open(self, url: str, params: Mapping[str, str], limits: aiohttp.ClientTimeout) -> Any:
         if self._session is None:
             self._session = aiohttp.ClientSession()
-        return await open_with_retries(self._session, url, {**params, **self._auth}, limits, self._retry)
+        return await open_with_retries(self._session, url, params, limits, self._retry, headers=self._auth)
 
     async def _json(self, url: str, params: Mapping[str, str], limits: aiohttp.ClientTimeout) -> Any:
         response = await self._open(url, params, limits)

@@ -67,6 +67,8 @@ class Counters:
     downloads: int = 0
     record_pages: int = 0
     requests: list[tuple[str, int]] = field(default_factory=list)
+    queries: list[str] = field(default_factory=list)
+    authorizations: list[str | None] = field(default_factory=list)
 
 
 def _field_type(value: Any) -> str:
@@ -250,6 +252,8 @@ class FakePortal:
 
     def _gate(self, request: web.Request, endpoint: str) -> web.StreamResponse | Dataset:
         """Authentication, injected faults, dataset lookup: the error to answer, or the dataset."""
+        self.counters.queries.append(request.query_string)
+        self.counters.authorizations.append(request.headers.get("Authorization"))
         if self.apikey is not None and request.query.get("apikey") != self.apikey \
                 and request.headers.get("Authorization") != f"Apikey {self.apikey}":
             return _error(401, "Missing or invalid API key", "InvalidAPIKey")

@@ -173,6 +173,9 @@ async def test_records_pages_past_the_offset_cap(portal: FakePortal, sleeps: Sle
     adapter = adapter_for(portal.url_for(DATASET_ID))
     assert len({r.key for r in adapter.to_snapshot(raw).records}) == total
     assert portal.counters.record_pages == -(-total // 100)
+    keyset = [q for q in portal.counters.queries if "where=" in q]
+    assert keyset
+    assert all("offset=0" in q for q in keyset[:1])
     assert all(status == 200 for endpoint, status in portal.counters.requests if endpoint == "records")
 
 
@@ -194,6 +197,8 @@ async def test_apikey_is_sent_and_masked() -> None:
         finally:
             await good.aclose()
             await bad.aclose()
+        assert "apikey" not in "".join(fake.counters.queries)
+        assert set(fake.counters.authorizations) == {"Apikey s3cret", "Apikey wrong"}
     assert good.url.endswith("?apikey=****")
     assert isinstance(good, OdsSource)
     assert good.geturl(privacy=False).endswith("?apikey=s3cret")
