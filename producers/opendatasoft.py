@@ -184,7 +184,8 @@ class OdsSource:
         total = (await self._json(f"{self._base}/records", params, self._meta_timeout)).get("total_count")
         return total if isinstance(total, int) else None
 
-    async def _open(self, url: str, params: Mapping[str, str], limits: aiohttp.ClientTimeout) -> Any:
+    async def _open(self, url: str, params: Mapping[str, str],
+                    limits: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
         if self._session is None:
             self._session = aiohttp.ClientSession()
         return await open_with_retries(self._session, url, params, limits, self._retry, headers=self._auth)
