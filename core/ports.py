@@ -73,6 +73,8 @@ class SubscriptionStore(Protocol):
 
     async def all(self) -> list[Subscription]: ...
 
+    async def aclose(self) -> None: ...
+
 
 class Channel(Protocol):
     """One way to reach people (`slack`, `webhook`, `console`, `tg`). Raises DeliveryError, never returns False."""

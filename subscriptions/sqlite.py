@@ -51,7 +51,7 @@ class SqliteSubscriptionStore:
         return cursor.rowcount > 0
 
     async def all(self) -> list[Subscription]:
-        rows = self._conn.execute("SELECT data FROM subscriptions ORDER BY created_at, id")
+        rows = self._conn.execute("SELECT data FROM subscriptions ORDER BY rowid")
         return [subscription_from_dict(orjson.loads(data)) for (data,) in rows]
 
     async def aclose(self) -> None:

@@ -127,26 +127,14 @@ async def test_all_of_an_empty_store(store: SubscriptionStore) -> None:
     assert await store.all() == []
 
 
-def _creation_order_xfail(request: pytest.FixtureRequest) -> None:
-    if request.node.callspec.params["make"].startswith("sqlite"):
-        request.applymarker(pytest.mark.xfail(
-            reason="SqliteSubscriptionStore orders by created_at (millisecond text) then id, so writes within "
-                   "one millisecond come back in id order; ORDER BY rowid would keep creation order",
-            strict=False))
-
-
-async def test_all_lists_in_creation_order(store: SubscriptionStore, request: pytest.FixtureRequest) -> None:
-    _creation_order_xfail(request)
+async def test_all_lists_in_creation_order(store: SubscriptionStore) -> None:
     ids = ["m", "z", "a", "k", "b"]
     for sid in ids:
         await store.put(sub(sid, label=sid))
     assert [s.id for s in await store.all()] == ids
 
 
-async def test_overwrite_keeps_place_and_recreate_goes_last(
-    store: SubscriptionStore, request: pytest.FixtureRequest
-) -> None:
-    _creation_order_xfail(request)
+async def test_overwrite_keeps_place_and_recreate_goes_last(store: SubscriptionStore) -> None:
     for sid in ("c", "b", "a"):
         await store.put(sub(sid))
     await store.put(sub("b", label="renamed"))
