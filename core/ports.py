@@ -6,12 +6,12 @@ each passes the same contract suite in tests/contract/.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from core.model import Delivery, Record, Subscription
+from core.model import Change, Delivery, Record, Subscription
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +74,40 @@ class SubscriptionStore(Protocol):
     async def all(self) -> list[Subscription]: ...
 
     async def aclose(self) -> None: ...
+
+
+DEFAULT_LIMIT = 20
+
+
+class CurrentView(Protocol):
+    """The latest record of each entity, by location and rating ("safe places near me").
+
+    Semantics and the two implementations (SQLite R*Tree, Redis GEO): streams/view.py.
+    """
+
+    dataset: str
+
+    async def upsert(self, record: Record) -> bool:
+        """Show `record` for its entity unless the entity shows a newer one; whether it is shown now."""
+        ...
+
+    async def remove(self, record: Record) -> bool:
+        """Drop the entity if it shows `record` (same key); whether anything changed."""
+        ...
+
+    async def get(self, entity: str) -> Record | None: ...
+
+    async def near(self, lat: float, lon: float, radius_m: float, *, max_rating: int | None = None,
+                   limit: int = DEFAULT_LIMIT) -> list[tuple[Record, float]]:
+        """Records within `radius_m` metres, nearest first, with their distance in metres."""
+        ...
+
+    async def apply(self, changes: Iterable[Change]) -> int:
+        """Fold changes of this view's dataset in, in order (others are skipped); how many changed the view."""
+        ...
+
+    async def aclose(self) -> None: ...
+
 
 
 class Channel(Protocol):

@@ -24,14 +24,19 @@ Semantics, the same in both:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal, NamedTuple, Protocol, TypeVar
+from typing import Literal, NamedTuple, TypeVar
 
 from core.geo import Point, haversine_m
 from core.model import Change, Op, Record
+from core.ports import DEFAULT_LIMIT, CurrentView
 from core.profiles import Profile
 
+__all__ = [
+    "DEFAULT_LIMIT", "GEO_MAX_LAT", "MAX_RADIUS_M", "REMOVE", "UPSERT", "CurrentView", "Step", "check_dataset",
+    "nearest", "placeable", "query_center", "rank", "rated_at_most", "steps",
+]
+
 T = TypeVar("T")
-DEFAULT_LIMIT = 20
 MAX_RADIUS_M = 1_000_000.0
 GEO_MAX_LAT = 85.05112878  # the latitude range Redis GEO (Web Mercator) can index
 UPSERT: Literal["upsert"] = "upsert"
@@ -41,31 +46,6 @@ REMOVE: Literal["remove"] = "remove"
 class Step(NamedTuple):
     action: Literal["upsert", "remove"]
     record: Record
-
-
-class CurrentView(Protocol):
-    dataset: str
-
-    async def upsert(self, record: Record) -> bool:
-        """Show `record` for its entity unless the entity shows a newer one; whether it is shown now."""
-        ...
-
-    async def remove(self, record: Record) -> bool:
-        """Drop the entity if it shows `record` (same key); whether anything changed."""
-        ...
-
-    async def get(self, entity: str) -> Record | None: ...
-
-    async def near(self, lat: float, lon: float, radius_m: float, *, max_rating: int | None = None,
-                   limit: int = DEFAULT_LIMIT) -> list[tuple[Record, float]]:
-        """Records within `radius_m` metres, nearest first, with their distance in metres."""
-        ...
-
-    async def apply(self, changes: Iterable[Change]) -> int:
-        """Fold changes of this view's dataset in, in order (others are skipped); how many changed the view."""
-        ...
-
-    async def aclose(self) -> None: ...
 
 
 def rank(record: Record, profile: Profile) -> str:
