@@ -23,6 +23,7 @@ from core.model import Change, Delivery, Op, Record
 from core.ports import Snapshot
 from core.profiles import GENERIC, Profile
 from streams.sqlite import Commit, SourceState, StateStore, ts
+from streams.view_sqlite import SqliteCurrentView
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,14 @@ class Processor:
         self._min_ratio = min_ratio
         self._baseline_alerts = baseline_alerts
         self._cache: dict[str, dict[str, Record]] = {}
+        self._views: dict[str, SqliteCurrentView] = {}
+
+    async def view(self, dataset: str) -> SqliteCurrentView:
+        """The current-state view of `dataset`, kept in the same transaction as the diff state."""
+        if dataset not in self._views:
+            view = SqliteCurrentView(self.state.db, dataset=dataset, profile=self._profiles(dataset))
+            self._views[dataset] = await view.open()
+        return self._views[dataset]
 
     async def previous(self, scope: str) -> dict[str, Record]:
         if scope not in self._cache:
@@ -93,7 +102,8 @@ class Processor:
         health = SourceState(scope, None if problem else snapshot.version, problem is None, problem, ts(at),
                              len(snapshot.records))
         commit = self._commit(scope, changes, deliveries, snapshot, health, log_changes=not baseline)
-        await self.state.commit(commit, now=at)
+        view = await self.view(snapshot.dataset)
+        await self.state.commit(commit, now=at, also=lambda conn: view.apply_in(conn, changes))
         self._cache[scope] = apply(previous, changes)
         outcome = Outcome(scope, snapshot.version, len(snapshot.records), complete, baseline, False, problem,
                           changes, deliveries, len(snapshot.quarantined))

@@ -175,8 +175,14 @@ class StateStore:
     async def record_health(self, state: SourceState) -> None:
         await self.db.call(lambda conn: _upsert_source(conn, state))
 
-    async def commit(self, commit: Commit, *, now: datetime) -> None:
-        await self.db.call(lambda conn: _write_commit(conn, commit, now))
+    async def commit(self, commit: Commit, *, now: datetime,
+                     also: Callable[[sqlite3.Connection], object] | None = None) -> None:
+        """Write `commit`, and whatever `also` writes (the current-state view), in one transaction."""
+        def write(conn: sqlite3.Connection) -> None:
+            _write_commit(conn, commit, now)
+            if also is not None:
+                also(conn)
+        await self.db.call(write)
 
     async def quarantine_count(self) -> int:
         return await self.db.call(lambda conn: int(conn.execute("SELECT count(*) FROM quarantine").fetchone()[0]))

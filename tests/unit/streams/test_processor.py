@@ -117,3 +117,17 @@ async def test_outbox_keeps_order_per_subscription_across_retries(db: Database) 
     await outbox.delivered(d1.key, AT)
     await outbox.failed(d2.key, 8, "HTTP 400", None)
     assert await outbox.counts() == {"delivered": 1, "dead": 1}
+
+
+async def test_the_current_view_follows_every_commit(db: Database) -> None:
+    proc = processor(db)
+    await proc.process(snap(BASE, "v1"), SUBS, at=AT)
+    view = await proc.view("alimconfiance")
+    assert {r.key for r, _ in await view.near(PARIS.lat, PARIS.lon, 1000)} == {r.key for r in BASE}
+    later = inspection("k6", entity="e1", date="2025-09-01", rating=4)
+    await proc.process(snap([*BASE[1:], later], "v2"), SUBS, at=AT)
+    shown = await view.get("e1")
+    assert shown is not None
+    assert shown.key == "k6"
+    assert [r.key for r, _ in await view.near(PARIS.lat, PARIS.lon, 1000, max_rating=2)] == [
+        r.key for r in BASE[1:]]
