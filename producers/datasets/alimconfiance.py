@@ -21,6 +21,7 @@ Unreadable rows are quarantined with a one-line reason; everything else flows on
 from __future__ import annotations
 
 import gc
+import hashlib
 import logging
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -120,11 +121,6 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def has_replacement_char(rows: list[dict[str, Any]]) -> bool:
-    """Whether any row holds U+FFFD: one C-speed scan, so clean snapshots skip the per-value check."""
-    return b"\xef\xbf\xbd" in orjson.dumps(rows, default=str)
-
-
 def _check_decoded(facts: Mapping[str, Any]) -> None:
     for column, value in facts.items():
         if value.__class__ is str and "\ufffd" in value:
@@ -134,8 +130,7 @@ def _check_decoded(facts: Mapping[str, Any]) -> None:
 class _Mapper:
     """One snapshot's column plan and caches; `record(row)` is the hot path (plain dict work)."""
 
-    def __init__(self, columns: set[str], *, check_decoded: bool = True) -> None:
-        self.check_decoded = check_decoded
+    def __init__(self, columns: set[str]) -> None:
         sources = {canon: next((c for c in names if c in columns), None) for canon, names in ALIASES.items()}
         self.ua_column = sources.pop("code_ua")
         self.plan = [(canon, src) for canon, src in sources.items() if src is not None]
@@ -144,13 +139,12 @@ class _Mapper:
         self.geo_column = next((c for c in GEO_COLUMNS if c in columns), GEO_COLUMNS[0])
         consumed = {*sources.values(), self.ua_column, self.code_column, *DROPPED}
         self.extras = sorted(c for c in columns if c not in consumed)
+        self.signature = (*self.plan, self.ua_column, self.code_column, self.geo_column, *self.extras)
         self._dates: dict[str, str | None] = {}
         self._admin: dict[tuple[str | None, ...], AdminCodes] = {}
         self._ratings: dict[tuple[str | None, Any], int | None] = {}
 
     def record(self, row: Mapping[str, Any]) -> Record:
-        if self.check_decoded:
-            _check_decoded(row)
         facts = {canon: (v.strip() or None) if (v := row.get(src)).__class__ is str else _text(v)
                  for canon, src in self.plan}
         facts.update(self.blank)
@@ -244,12 +238,18 @@ def _columns(raw: RawSnapshot, rows: list[dict[str, Any]]) -> set[str]:
 
 
 class AlimConfianceAdapter:
-    """`core.ports.Adapter` for Alim'Confiance (all three layouts, JSON or CSV exports)."""
+    """`core.ports.Adapter` for Alim'Confiance (all three layouts, JSON or CSV exports).
+
+    An adapter remembers the records of the last snapshot it mapped, by digest of their raw row: a
+    weekly snapshot repeats ~99% of the previous one, and those rows are not mapped again.
+    """
 
     dataset = "alimconfiance"
 
     def __init__(self, *, max_quarantined_share: float = MAX_QUARANTINED_SHARE) -> None:
         self.max_quarantined_share = max_quarantined_share
+        self._memo: dict[bytes, Record] = {}
+        self._signature: tuple[Any, ...] = ()
 
     def to_snapshot(self, raw: RawSnapshot) -> Snapshot:
         if raw.unchanged:
@@ -257,8 +257,8 @@ class AlimConfianceAdapter:
                             unchanged=True)
         rows = _lowercase(raw.rows)
         columns = _columns(raw, rows)
-        mapper = _Mapper(columns, check_decoded=has_replacement_char(rows))
-        records, quarantined = self.map_rows(rows, raw.source, mapper)
+        with _collector_paused():
+            records, quarantined = self.map_rows(rows, raw.source, _Mapper(columns))
         log.info("mapped %d rows of layout %s: %d records, %d quarantined", len(rows), detect_layout(columns),
                  len(records), len(quarantined), extra={"dataset": self.dataset, "source": raw.source})
         complete, problem = raw.complete, raw.problem
@@ -267,30 +267,38 @@ class AlimConfianceAdapter:
             complete, problem = False, f"{unreadable} of {len(rows)} rows quarantined: too many to trust removals"
         return Snapshot(self.dataset, raw.source, records, complete, raw.version, quarantined, problem)
 
-    @staticmethod
-    def map_rows(rows: Iterable[Mapping[str, Any]], source: str,
+    def map_rows(self, rows: Iterable[Mapping[str, Any]], source: str,
                  mapper: _Mapper) -> tuple[list[Record], list[Quarantined]]:
         """Records by key (the last row of a key wins) and the rows that could not be read."""
-        with _collector_paused():
-            return AlimConfianceAdapter._map_rows(rows, source, mapper)
-
-    @staticmethod
-    def _map_rows(rows: Iterable[Mapping[str, Any]], source: str,
-                  mapper: _Mapper) -> tuple[list[Record], list[Quarantined]]:
+        memo = self._memo if mapper.signature == self._signature else {}
+        seen: dict[bytes, Record] = {}
         by_key: dict[str, tuple[Record, Mapping[str, Any]]] = {}
         quarantined: list[Quarantined] = []
         for row in rows:
-            error = row.get(ROW_ERROR)
-            if error is not None:
-                quarantined.append(Quarantined(source, str(error), row))
-                continue
             try:
-                record = mapper.record(row)
+                record, digest = _memoised(row, mapper, memo)
             except RowError as exc:
                 quarantined.append(Quarantined(source, str(exc), row))
                 continue
+            seen[digest] = record
             earlier = by_key.get(record.key)
             if earlier is not None:
                 quarantined.append(Quarantined(source, "duplicate key", earlier[1]))
             by_key[record.key] = (record, row)
+        self._memo, self._signature = seen, mapper.signature
         return [record for record, _ in by_key.values()], quarantined
+
+
+def _memoised(row: Mapping[str, Any], mapper: _Mapper, memo: Mapping[bytes, Record]) -> tuple[Record, bytes]:
+    """The row's record, from `memo` when the same raw row was mapped last time; RowError if unreadable."""
+    error = row.get(ROW_ERROR)
+    if error is not None:
+        raise RowError(str(error))
+    raw = orjson.dumps(row, default=str)
+    digest = hashlib.blake2b(raw, digest_size=16).digest()
+    record = memo.get(digest)
+    if record is None:
+        if b"\xef\xbf\xbd" in raw:  # U+FFFD, encoded: find the column and say which
+            _check_decoded(row)
+        record = mapper.record(row)
+    return record, digest

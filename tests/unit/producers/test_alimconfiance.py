@@ -291,3 +291,39 @@ def test_fingerprint_is_the_profile_digest_of_the_canonical_facts() -> None:
     facts = {k: v for k, v in record.fields.items() if k in CANONICAL and k != "code_ua"}
     assert record.fingerprint == ALIMCONFIANCE.fingerprint(facts)
     assert record.dataset == "alimconfiance"
+
+
+# -- a running adapter remembers the last snapshot -----------------------------------------------------
+
+
+def test_unchanged_rows_are_not_mapped_again() -> None:
+    adapter = AlimConfianceAdapter()
+    rows = csv_rows(OFFICIAL)
+    first = adapter.to_snapshot(raw(rows))
+    edited = [dict(r) for r in rows]
+    assert edited[1]["synthese_eval_sanit"] == "Satisfaisant"
+    edited[1]["synthese_eval_sanit"], edited[1]["app_code_synthese_eval_sanit"] = "A améliorer", "3"
+    second = adapter.to_snapshot(raw(edited))
+    reused = [a is b for a, b in zip(first.records, second.records, strict=True)]
+    assert reused.count(False) == 1
+    assert not reused[1]
+    assert second.records[1].rating == 3
+    assert second.records == AlimConfianceAdapter().to_snapshot(raw(edited)).records
+
+
+def test_memory_is_the_last_snapshot_only_and_follows_the_layout() -> None:
+    adapter = AlimConfianceAdapter()
+    rows = csv_rows(OFFICIAL)
+    adapter.to_snapshot(raw(rows))
+    adapter.to_snapshot(raw(rows[:10]))
+    assert len(adapter._memo) == 10
+    wider = [{**r, "code_ua": f"UA{i}"} for i, r in enumerate(rows[:10])]
+    assert [r.group for r in adapter.to_snapshot(raw(wider)).records] == [f"UA{i}" for i in range(10)]
+
+
+def test_unreadable_rows_are_quarantined_every_time() -> None:
+    adapter = AlimConfianceAdapter(max_quarantined_share=1.0)
+    rows = csv_rows(BAD_ROWS / "replacement-char.csv")
+    first, second = adapter.to_snapshot(raw(rows)), adapter.to_snapshot(raw(rows))
+    assert [q.reason for q in first.quarantined] == [q.reason for q in second.quarantined]
+    assert len(second.quarantined) == 2
