@@ -24,9 +24,9 @@ from notifiers import mask, new_secret, validate_destination
 from runtime.embedded import Embedded
 from runtime.logs import configure
 from runtime.settings import Settings
+from runtime.wiring import subscription_store
 from streams.sqlite import Database, SourceState, StateStore
 from subscriptions.schemas import SubscriptionIn
-from subscriptions.sqlite import SqliteSubscriptionStore
 
 out = Console()
 err = Console(stderr=True)
@@ -116,13 +116,15 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
 
 
 async def _put(settings: Settings, subscription: Subscription) -> None:
-    store = SqliteSubscriptionStore(settings.subscription_store)
-    await store.put(subscription)
-    await store.aclose()
+    store = subscription_store(settings)
+    try:
+        await store.put(subscription)
+    finally:
+        await store.aclose()
 
 
 async def _all(settings: Settings) -> list[Subscription]:
-    store = SqliteSubscriptionStore(settings.subscription_store)
+    store = subscription_store(settings)
     try:
         return await store.all()
     finally:
@@ -157,7 +159,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_unsubscribe(args: argparse.Namespace) -> int:
     async def delete() -> bool:
-        store = SqliteSubscriptionStore(_settings(args).subscription_store)
+        store = subscription_store(_settings(args))
         try:
             return await store.delete(args.id)
         finally:
@@ -205,6 +207,15 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
 
 def cmd_config(args: argparse.Namespace) -> int:
     print(json.dumps(_settings(args).masked(), indent=2, default=str))
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    from runtime.api import serve  # noqa: PLC0415 - only the API role needs the HTTP server
+
+    overrides = {k: v for k, v in (("api_host", args.host), ("api_port", args.port)) if v is not None}
+    settings = _settings(args).model_copy(update=overrides)
+    asyncio.run(serve(settings))
     return 0
 
 
@@ -260,6 +271,10 @@ def parser() -> argparse.ArgumentParser:
     quarantine.add_argument("--limit", type=int, default=50)
     quarantine.add_argument("--json", action="store_true")
     quarantine.set_defaults(func=cmd_quarantine)
+    api = sub.add_parser("api", help="serve the REST API (subscriptions, current-state lookup)")
+    api.add_argument("--host", help="address to bind (default $VIGIE_API_HOST or 127.0.0.1)")
+    api.add_argument("--port", type=int, help="port (default $VIGIE_API_PORT or 8080)")
+    api.set_defaults(func=cmd_api)
     demo = sub.add_parser("demo", help="run Vigie end to end on real data against local stand-ins")
     demo.add_argument("--lang", choices=("fr", "en"), default="fr")
     demo.add_argument("--keep", action="store_true", help="keep the demo's state directory")

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("telegram_bot_token", "VIGIE_TELEGRAM_BOT_TOKEN", "TELEGRAM_BOT_TOKEN"),
     )
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8080, ge=0, le=65535)
+    api_token: SecretStr | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
     log_format: Literal["console", "json"] = "console"
 

@@ -1,0 +1,42 @@
+"""Picks adapters by URL scheme: the only place that knows which store backs which port.
+
+Redis and Kafka adapters are imported only when their URL is configured, so the embedded
+runtime runs without the `redis` and `kafka` extras installed.
+"""
+
+from __future__ import annotations
+
+from core.ports import CurrentView, SubscriptionStore
+from core.profiles import PROFILES
+from runtime.settings import Settings
+from streams.view_sqlite import SqliteCurrentView
+from subscriptions.sqlite import SqliteSubscriptionStore
+
+REDIS = ("redis://", "rediss://")
+
+
+def subscription_store(settings: Settings, *, topic: str = "subscriptions",
+                       namespace: str = "vigie") -> SubscriptionStore:
+    """SQLite for the embedded runtime; Redis (publishing to the compacted topic on Kafka) otherwise."""
+    url = settings.subscription_store
+    if not url.startswith(REDIS):
+        return SqliteSubscriptionStore(url)
+    from subscriptions.redis import RedisSubscriptionStore  # noqa: PLC0415 - optional extra
+
+    publisher = None
+    if settings.bus.startswith("kafka://"):
+        from streams.bus.kafka import bootstrap_of  # noqa: PLC0415 - optional extra
+        from subscriptions.publisher import KafkaSubscriptionPublisher  # noqa: PLC0415 - optional extra
+
+        publisher = KafkaSubscriptionPublisher(bootstrap_of(settings.bus), topic=topic)
+    return RedisSubscriptionStore(url, publisher=publisher, namespace=namespace)
+
+
+async def current_views(settings: Settings, *, namespace: str = "vigie") -> dict[str, CurrentView]:
+    """One current-state view per known dataset, where the runtime keeps them."""
+    url = settings.subscription_store
+    if url.startswith(REDIS):
+        from streams.view_redis import RedisCurrentView  # noqa: PLC0415 - optional extra
+
+        return {name: RedisCurrentView(url, dataset=name, namespace=namespace) for name in PROFILES}
+    return {name: await SqliteCurrentView.connect(settings.state, dataset=name) for name in PROFILES}

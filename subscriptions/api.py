@@ -1,0 +1,214 @@
+"""The REST API (aiohttp): subscriptions for partners and apps, and the current-state lookup.
+
+    GET    /healthz, /readyz
+    POST   /v1/subscriptions                      201, the webhook secret is returned once, here
+    GET    /v1/subscriptions[/{id}]               secrets never returned
+    DELETE /v1/subscriptions/{id}                 204
+    GET    /v1/datasets/{dataset}/near?lat=&lon=&radius=1km&max_rating=2&limit=20
+    GET    /v1/datasets/{dataset}/entities/{entity}
+
+Every error is `application/problem+json` (RFC 9457) with a precise `detail`, and `errors` listing
+each invalid field. With a token configured, /v1 asks for `Authorization: Bearer <token>`.
+Destination checks and secret generation are injected by runtime/ (they belong to notifiers/).
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import pydantic
+from aiohttp import web
+
+from core.codec import area_to_dict, record_to_dict
+from core.errors import SubscriptionError
+from core.model import Subscription
+from core.ports import CurrentView, SubscriptionStore
+from subscriptions.schemas import SubscriptionIn, parse_distance
+
+PROBLEM = "application/problem+json"
+STORE: web.AppKey[SubscriptionStore] = web.AppKey("store")
+VIEWS: web.AppKey[Mapping[str, CurrentView]] = web.AppKey("views")
+HOOKS: web.AppKey[Hooks] = web.AppKey("hooks")
+
+
+class Hooks:
+    """What the API needs from other packages, handed in by runtime/."""
+
+    def __init__(self, *, validate_destination: Callable[[str], str], new_secret: Callable[[], str],
+                 mask: Callable[[str], str], ready: Callable[[], Awaitable[bool]] | None = None,
+                 token: str | None = None) -> None:
+        self.validate_destination = validate_destination
+        self.new_secret = new_secret
+        self.mask = mask
+        self.ready = ready
+        self.token = token
+
+
+class Problem(Exception):
+    """An RFC 9457 problem; the middleware turns it into an application/problem+json response."""
+
+    def __init__(self, status: int, title: str, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.body = {"type": f"/problems/{title.lower().replace(' ', '-')}", "title": title, "status": status,
+                     "detail": detail, **extra}
+        self.status = status
+
+    def response(self) -> web.Response:
+        return web.json_response(self.body, status=self.status, content_type=PROBLEM)
+
+
+@web.middleware
+async def problems(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                   ) -> web.StreamResponse:
+    """Problems, and aiohttp's own errors (unknown route, 405, 413), all as problem+json."""
+    try:
+        return await handler(request)
+    except Problem as exc:
+        return exc.response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return Problem(exc.status, exc.reason, exc.text or exc.reason).response()
+
+
+@web.middleware
+async def bearer(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                 ) -> web.StreamResponse:
+    token = request.app[HOOKS].token
+    if token and request.path.startswith("/v1/"):
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            raise Problem(401, "Unauthorized", "send Authorization: Bearer <token>")
+    return await handler(request)
+
+
+def public(subscription: Subscription, mask: Callable[[str], str]) -> dict[str, Any]:
+    return {"id": subscription.id, "destination": mask(subscription.destination),
+            "area": area_to_dict(subscription.area), "lang": subscription.lang, "label": subscription.label,
+            "kinds": sorted(subscription.filter.kinds), "datasets": sorted(subscription.filter.datasets),
+            "rating_at_least": subscription.filter.min_rating}
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    if request.content_type != "application/json":
+        raise Problem(415, "Unsupported Media Type", "send a JSON object with Content-Type: application/json")
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise Problem(400, "Malformed JSON", str(exc)) from exc
+    if not isinstance(body, dict):
+        raise Problem(400, "Malformed JSON", f"expected a JSON object, got {type(body).__name__}")
+    return body
+
+
+def _spec(body: dict[str, Any], hooks: Hooks) -> SubscriptionIn:
+    try:
+        spec = SubscriptionIn.model_validate(body)
+        destination = hooks.validate_destination(spec.to)
+    except pydantic.ValidationError as exc:
+        errors = [{"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]} for e in exc.errors()]
+        raise Problem(422, "Invalid Subscription", "; ".join(f"{e['field']}: {e['message']}" for e in errors),
+                      errors=errors) from exc
+    except SubscriptionError as exc:
+        raise Problem(422, "Invalid Subscription", str(exc), errors=[{"field": "to", "message": str(exc)}]) from exc
+    secret = spec.secret or (hooks.new_secret() if destination.startswith("webhook") else None)
+    return spec.model_copy(update={"to": destination, "secret": secret})
+
+
+async def create(request: web.Request) -> web.Response:
+    hooks = request.app[HOOKS]
+    spec = _spec(await _json_object(request), hooks)
+    subscription = spec.to_subscription(f"sub_{secrets.token_hex(5)}")
+    await request.app[STORE].put(subscription)
+    body = public(subscription, hooks.mask) | ({"secret": subscription.secret} if subscription.secret else {})
+    return web.json_response(body, status=201, headers={"Location": f"/v1/subscriptions/{subscription.id}"})
+
+
+async def listing(request: web.Request) -> web.Response:
+    mask = request.app[HOOKS].mask
+    return web.json_response([public(s, mask) for s in await request.app[STORE].all()])
+
+
+async def fetch(request: web.Request) -> web.Response:
+    sid = request.match_info["id"]
+    found = await request.app[STORE].get(sid)
+    if found is None:
+        raise Problem(404, "Not Found", f"no subscription {sid}")
+    return web.json_response(public(found, request.app[HOOKS].mask))
+
+
+async def delete(request: web.Request) -> web.Response:
+    sid = request.match_info["id"]
+    if not await request.app[STORE].delete(sid):
+        raise Problem(404, "Not Found", f"no subscription {sid}")
+    return web.Response(status=204)
+
+
+def _view(request: web.Request) -> CurrentView:
+    dataset = request.match_info["dataset"]
+    view = request.app[VIEWS].get(dataset)
+    if view is None:
+        raise Problem(404, "Not Found", f"no current-state view for dataset {dataset!r}")
+    return view
+
+
+class NearQuery(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+    lat: float = pydantic.Field(ge=-90, le=90)
+    lon: float = pydantic.Field(ge=-180, le=180)
+    radius: float = pydantic.Field(default=1000, gt=0, le=50_000)
+    max_rating: int | None = pydantic.Field(default=None, ge=1, le=4)
+    limit: int = pydantic.Field(default=20, ge=1, le=200)
+
+    @pydantic.field_validator("radius", mode="before")
+    @classmethod
+    def _distance(cls, value: Any) -> Any:
+        return parse_distance(value) if isinstance(value, str) else value
+
+
+async def near(request: web.Request) -> web.Response:
+    view = _view(request)
+    try:
+        q = NearQuery.model_validate(dict(request.query))
+    except pydantic.ValidationError as exc:
+        errors = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
+        raise Problem(400, "Invalid Query", "; ".join(f"{e['field']}: {e['message']}" for e in errors),
+                      errors=errors) from exc
+    found = await view.near(q.lat, q.lon, q.radius, max_rating=q.max_rating, limit=q.limit)
+    return web.json_response([{"distance_m": round(d, 1), **record_to_dict(r)} for r, d in found])
+
+
+async def entity(request: web.Request) -> web.Response:
+    record = await _view(request).get(request.match_info["entity"])
+    if record is None:
+        raise Problem(404, "Not Found", f"no entity {request.match_info['entity']!r} in the view")
+    return web.json_response(record_to_dict(record))
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    ready = request.app[HOOKS].ready
+    if ready is not None and not await ready():
+        raise Problem(503, "Not Ready", "the subscription store or a view does not answer")
+    return web.json_response({"status": "ready"})
+
+
+def create_app(store: SubscriptionStore, hooks: Hooks, views: Mapping[str, CurrentView] | None = None
+               ) -> web.Application:
+    app = web.Application(middlewares=[problems, bearer], client_max_size=256 * 1024)
+    app[STORE], app[HOOKS], app[VIEWS] = store, hooks, dict(views or {})
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_post("/v1/subscriptions", create)
+    app.router.add_get("/v1/subscriptions", listing)
+    app.router.add_get("/v1/subscriptions/{id}", fetch)
+    app.router.add_delete("/v1/subscriptions/{id}", delete)
+    app.router.add_get("/v1/datasets/{dataset}/near", near)
+    app.router.add_get("/v1/datasets/{dataset}/entities/{entity}", entity)
+    return app
