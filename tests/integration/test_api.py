@@ -91,8 +91,8 @@ async def test_safe_places_near_me(client: TestClient[Any, Any], settings: Setti
     for record in (place("near-good", 48.8570, 1), place("near-bad", 48.8571, 4), place("far", 48.95, 1)):
         await view.upsert(record)
     await view.aclose()
-    found = await (await client.get("/v1/datasets/alimconfiance/near",
-                                    params={"lat": "48.8566", "lon": "2.35", "radius": "1km", "max_rating": "2"})).json()
+    query = {"lat": "48.8566", "lon": "2.35", "radius": "1km", "max_rating": "2"}
+    found = await (await client.get("/v1/datasets/alimconfiance/near", params=query)).json()
     assert [(p["key"], p["rating"]) for p in found] == [("near-good", 1)]
     assert 0 < found[0]["distance_m"] < 100
     bad = await client.get("/v1/datasets/alimconfiance/near", params={"lat": "100", "lon": "2"})
