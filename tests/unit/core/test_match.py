@@ -1,0 +1,157 @@
+"""match: the grid index must equal brute force, whatever the subscriptions and the change."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core.geo import AdminArea, AdminCodes, BBox, Circle, Everywhere, Point, Polygon
+from core.match import GridIndex, Matcher, brute_force, concerns
+from core.model import Change, Filter, Subscription
+from tests.unit.core import strategies as s
+from tests.unit.core.factories import LYON, PARIS, PARIS_ADMIN, created, inspection, removed, subscription, updated
+
+PROPERTY = settings(deadline=None, max_examples=300)
+grid = st.fixed_dictionaries({"cell_deg": st.sampled_from((0.05, 0.1, 1.0, 7.5)),
+                              "max_cells": st.sampled_from((1, 16, 400))})
+
+
+def latest(subs: list[Subscription]) -> dict[str, Subscription]:
+    """What an index holds after adding `subs` in order: the last subscription of each id."""
+    return {sub.id: sub for sub in subs}
+
+
+@PROPERTY
+@given(subs=st.lists(s.subscriptions(), max_size=12), changes=st.lists(s.changes(), min_size=1, max_size=4),
+       options=grid)
+def test_index_equals_brute_force(subs: list[Subscription], changes: list[Change], options: dict[str, float]) -> None:
+    index = GridIndex(subs, **options)  # type: ignore[arg-type]
+    held = latest(subs)
+    assert len(index) == len(held)
+    for change in changes:
+        assert index.match(change) == brute_force(held.values(), change)
+
+
+@PROPERTY
+@given(subs=st.lists(s.subscriptions(), max_size=12), gone=st.sets(st.sampled_from(s.SUB_IDS)),
+       again=st.lists(s.subscriptions(), max_size=6), changes=st.lists(s.changes(), min_size=1, max_size=4),
+       options=grid)
+def test_index_equals_brute_force_after_removals_and_re_adds(
+    subs: list[Subscription], gone: set[str], again: list[Subscription], changes: list[Change],
+    options: dict[str, float],
+) -> None:
+    index = GridIndex(subs, **options)  # type: ignore[arg-type]
+    for sid in gone:
+        index.remove(sid)
+    for sub in again:
+        index.add(sub)
+    held = {sid: sub for sid, sub in latest(subs).items() if sid not in gone} | latest(again)
+    assert len(index) == len(held)
+    assert all(sid in index for sid in held)
+    for change in changes:
+        assert index.match(change) == brute_force(held.values(), change)
+
+
+@PROPERTY
+@given(circle=s.circles, bearing=st.floats(0.0, 360.0), fraction=st.floats(0.99, 1.0),
+       others=st.lists(s.subscriptions(), max_size=6), options=grid)
+def test_index_equals_brute_force_on_the_rim_of_circles(
+    circle: Circle, bearing: float, fraction: float, others: list[Subscription], options: dict[str, float]
+) -> None:
+    """Random points rarely land on an area's edge, where a too-small bounding box would lose them."""
+    subs = [*others, subscription("rim", circle)]
+    point = s.destination(circle.center, bearing, circle.radius_m * fraction)
+    change = created(inspection("k", point=point))
+    assert GridIndex(subs, **options).match(change) == brute_force(latest(subs).values(), change)  # type: ignore[arg-type]
+
+
+@PROPERTY
+@given(subs=st.lists(s.subscriptions(), max_size=12), options=grid)
+def test_removing_everything_leaves_an_empty_index(subs: list[Subscription], options: dict[str, float]) -> None:
+    index = GridIndex(subs, **options)  # type: ignore[arg-type]
+    for sub in subs:
+        index.remove(sub.id)
+    assert len(index) == 0
+    assert index._grid == {}  # no bucket outlives its subscriptions
+    assert not index._always
+
+
+def test_the_index_is_a_matcher() -> None:
+    index: Matcher = GridIndex()
+    assert len(index) == 0
+    index.remove("never-added")
+    assert "never-added" not in index  # type: ignore[operator]
+
+
+NEAR_PARIS = inspection("k")
+IN_LYON = inspection("k", point=LYON, admin=AdminCodes(commune="69123", departement="69", region="84"),
+                     address="2 place Bellecour", postcode="69002", commune="Lyon")
+NOWHERE = inspection("k", point=None, admin=PARIS_ADMIN)
+
+
+@pytest.mark.parametrize(
+    ("area", "change", "matched"),
+    [
+        pytest.param(Circle(PARIS, 5_000), created(NEAR_PARIS), True, id="circle"),
+        pytest.param(Circle(PARIS, 5_000), created(IN_LYON), False, id="circle-elsewhere"),
+        pytest.param(Circle(PARIS, 1_000_000), created(IN_LYON), True, id="huge-circle"),
+        pytest.param(BBox(48, 2, 49, 3), created(NEAR_PARIS), True, id="bbox"),
+        pytest.param(Polygon(((((2.0, 48.0), (3.0, 48.0), (3.0, 49.0), (2.0, 48.0)),),)), created(NEAR_PARIS),
+                     False, id="polygon-not-around-the-point"),
+        pytest.param(AdminArea("departement", "75"), created(NOWHERE), True, id="admin-without-point"),
+        pytest.param(Circle(PARIS, 5_000), created(NOWHERE), False, id="circle-without-point"),
+        pytest.param(Everywhere(), created(NOWHERE), True, id="everywhere"),
+        pytest.param(Circle(LYON, 5_000), updated(NEAR_PARIS, IN_LYON), True, id="moved-in"),
+        pytest.param(Circle(PARIS, 5_000), updated(NEAR_PARIS, IN_LYON), True, id="moved-out"),
+        pytest.param(AdminArea("region", "11"), updated(NEAR_PARIS, IN_LYON), True, id="moved-out-of-region"),
+        pytest.param(Circle(PARIS, 5_000), removed(NEAR_PARIS), True, id="removed-where-it-was"),
+    ],
+)
+def test_which_areas_a_change_concerns(area: object, change: Change, matched: bool) -> None:
+    sub = subscription("s1", area)  # type: ignore[arg-type]
+    assert concerns(sub, change) is matched
+    assert GridIndex([sub]).match(change) == ([sub] if matched else [])
+
+
+@pytest.mark.parametrize(
+    ("flt", "change", "matched"),
+    [
+        (Filter(), created(inspection("k", rating=1)), True),
+        (Filter(datasets=frozenset({"alimconfiance"})), created(NEAR_PARIS), True),
+        (Filter(datasets=frozenset({"other"})), created(NEAR_PARIS), False),
+        (Filter(kinds=frozenset({"new_inspection"})), created(NEAR_PARIS), True),
+        (Filter(kinds=frozenset({"downgrade"})), created(NEAR_PARIS), False),
+        (Filter(kinds=frozenset({"downgrade"})), updated(inspection("k", rating=1), inspection("k", rating=4)), True),
+        (Filter(min_rating=4), created(inspection("k", rating=4)), True),
+        (Filter(min_rating=4), created(inspection("k", rating=3)), False),
+        (Filter(min_rating=1), created(inspection("k", rating=None)), False),
+        (Filter(min_rating=3), updated(inspection("k", rating=4), inspection("k", rating=1)), False),  # rated now
+        (Filter(min_rating=3), removed(inspection("k", rating=4)), True),  # rated as last seen
+    ],
+)
+def test_filters(flt: Filter, change: Change, matched: bool) -> None:
+    sub = subscription("s1", Everywhere(), filter=flt)
+    assert concerns(sub, change) is matched
+
+
+def test_matches_come_sorted_by_subscription_id() -> None:
+    subs = [subscription(sid, area) for sid, area in
+            (("c", Everywhere()), ("a", Circle(PARIS, 1_000)), ("b", AdminArea("commune", "75056")))]
+    assert [sub.id for sub in GridIndex(subs).match(created(NEAR_PARIS))] == ["a", "b", "c"]
+
+
+def test_re_adding_an_id_replaces_its_area() -> None:
+    index = GridIndex([subscription("s1", Circle(PARIS, 1_000))])
+    index.add(subscription("s1", AdminArea("departement", "69")))
+    assert len(index) == 1
+    assert index.match(created(NEAR_PARIS)) == []
+    assert [sub.id for sub in index.match(created(IN_LYON))] == ["s1"]
+
+
+def test_a_circle_near_the_pole_or_the_antimeridian_still_matches() -> None:
+    polar = subscription("polar", Circle(Point(89.5, 0.0), 200_000))
+    dateline = subscription("dateline", Circle(Point(-14.0, 179.9), 50_000))
+    index = GridIndex([polar, dateline])
+    assert index.match(created(inspection("k", point=Point(89.9, 170.0)))) == [polar]
+    assert index.match(created(inspection("k", point=Point(-14.0, -179.9)))) == [dateline]
