@@ -240,14 +240,17 @@ def _columns(raw: RawSnapshot, rows: list[dict[str, Any]]) -> set[str]:
 class AlimConfianceAdapter:
     """`core.ports.Adapter` for Alim'Confiance (all three layouts, JSON or CSV exports).
 
-    An adapter remembers the records of the last snapshot it mapped, by digest of their raw row: a
-    weekly snapshot repeats ~99% of the previous one, and those rows are not mapped again.
+    With `remember=True` the adapter keeps the records of the last snapshot it mapped, by digest of
+    their raw row, and does not map those rows again: a snapshot repeats ~99% of the previous one, so
+    a running producer maps a national snapshot ~4x faster, for ~75 MB held between polls (72.6k rows).
+    Off by default: a dataset that changes daily costs ~1 s of CPU a day without it.
     """
 
     dataset = "alimconfiance"
 
-    def __init__(self, *, max_quarantined_share: float = MAX_QUARANTINED_SHARE) -> None:
+    def __init__(self, *, max_quarantined_share: float = MAX_QUARANTINED_SHARE, remember: bool = False) -> None:
         self.max_quarantined_share = max_quarantined_share
+        self.remember = remember
         self._memo: dict[bytes, Record] = {}
         self._signature: tuple[Any, ...] = ()
 
@@ -270,35 +273,40 @@ class AlimConfianceAdapter:
     def map_rows(self, rows: Iterable[Mapping[str, Any]], source: str,
                  mapper: _Mapper) -> tuple[list[Record], list[Quarantined]]:
         """Records by key (the last row of a key wins) and the rows that could not be read."""
-        memo = self._memo if mapper.signature == self._signature else {}
+        memo = (self._memo if mapper.signature == self._signature else {}) if self.remember else None
         seen: dict[bytes, Record] = {}
         by_key: dict[str, tuple[Record, Mapping[str, Any]]] = {}
         quarantined: list[Quarantined] = []
         for row in rows:
             try:
-                record, digest = _memoised(row, mapper, memo)
+                record, digest = _record_of(row, mapper, memo)
             except RowError as exc:
                 quarantined.append(Quarantined(source, str(exc), row))
                 continue
-            seen[digest] = record
+            if memo is not None:
+                seen[digest] = record
             earlier = by_key.get(record.key)
             if earlier is not None:
                 quarantined.append(Quarantined(source, "duplicate key", earlier[1]))
             by_key[record.key] = (record, row)
-        self._memo, self._signature = seen, mapper.signature
+        if self.remember:
+            self._memo, self._signature = seen, mapper.signature
         return [record for record, _ in by_key.values()], quarantined
 
 
-def _memoised(row: Mapping[str, Any], mapper: _Mapper, memo: Mapping[bytes, Record]) -> tuple[Record, bytes]:
-    """The row's record, from `memo` when the same raw row was mapped last time; RowError if unreadable."""
+def _record_of(row: Mapping[str, Any], mapper: _Mapper,
+               memo: Mapping[bytes, Record] | None) -> tuple[Record, bytes]:
+    """The row's record (from `memo` when the same raw row was mapped last time) and the row's digest."""
     error = row.get(ROW_ERROR)
     if error is not None:
         raise RowError(str(error))
     raw = orjson.dumps(row, default=str)
-    digest = hashlib.blake2b(raw, digest_size=16).digest()
-    record = memo.get(digest)
-    if record is None:
-        if b"\xef\xbf\xbd" in raw:  # U+FFFD, encoded: find the column and say which
-            _check_decoded(row)
-        record = mapper.record(row)
-    return record, digest
+    digest = b""
+    if memo is not None:
+        digest = hashlib.blake2b(raw, digest_size=16).digest()
+        record = memo.get(digest)
+        if record is not None:
+            return record, digest
+    if b"\xef\xbf\xbd" in raw:  # U+FFFD, encoded: find the column and say which
+        _check_decoded(row)
+    return mapper.record(row), digest

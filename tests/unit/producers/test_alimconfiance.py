@@ -293,11 +293,20 @@ def test_fingerprint_is_the_profile_digest_of_the_canonical_facts() -> None:
     assert record.dataset == "alimconfiance"
 
 
-# -- a running adapter remembers the last snapshot -----------------------------------------------------
+# -- a remembering adapter does not map unchanged rows again -------------------------------------------
+
+
+def test_by_default_nothing_is_remembered() -> None:
+    adapter = AlimConfianceAdapter()
+    rows = csv_rows(OFFICIAL)
+    first, second = adapter.to_snapshot(raw(rows)), adapter.to_snapshot(raw(rows))
+    assert first.records == second.records
+    assert not any(a is b for a, b in zip(first.records, second.records, strict=True))
+    assert adapter._memo == {}
 
 
 def test_unchanged_rows_are_not_mapped_again() -> None:
-    adapter = AlimConfianceAdapter()
+    adapter = AlimConfianceAdapter(remember=True)
     rows = csv_rows(OFFICIAL)
     first = adapter.to_snapshot(raw(rows))
     edited = [dict(r) for r in rows]
@@ -312,7 +321,7 @@ def test_unchanged_rows_are_not_mapped_again() -> None:
 
 
 def test_memory_is_the_last_snapshot_only_and_follows_the_layout() -> None:
-    adapter = AlimConfianceAdapter()
+    adapter = AlimConfianceAdapter(remember=True)
     rows = csv_rows(OFFICIAL)
     adapter.to_snapshot(raw(rows))
     adapter.to_snapshot(raw(rows[:10]))
@@ -322,7 +331,7 @@ def test_memory_is_the_last_snapshot_only_and_follows_the_layout() -> None:
 
 
 def test_unreadable_rows_are_quarantined_every_time() -> None:
-    adapter = AlimConfianceAdapter(max_quarantined_share=1.0)
+    adapter = AlimConfianceAdapter(max_quarantined_share=1.0, remember=True)
     rows = csv_rows(BAD_ROWS / "replacement-char.csv")
     first, second = adapter.to_snapshot(raw(rows)), adapter.to_snapshot(raw(rows))
     assert [q.reason for q in first.quarantined] == [q.reason for q in second.quarantined]
