@@ -15,7 +15,9 @@ beyond the canonical ones are carried in `fields` under their own lowercase name
 the fingerprint, so a layout switch does not re-notify 72k unchanged inspections. ``date_extraction``
 (volatile) and the raw geo column are dropped.
 
-Unreadable rows are quarantined with a one-line reason; everything else flows on.
+Unreadable rows are quarantined with a one-line reason; everything else flows on. A quarantined row
+is absent from the snapshot, so a complete snapshot would report its earlier record as removed: when
+more than 5% of the rows are unreadable the snapshot is marked incomplete (no removals at all).
 """
 
 from __future__ import annotations
