@@ -104,12 +104,25 @@ def subscription_to_dict(s: Subscription, *, include_secret: bool = True) -> dic
     }
 
 
+def _names(value: Any, what: str) -> frozenset[str]:
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise SubscriptionError(f"filter {what} must be a list of strings, got {value!r}")
+    return frozenset(value)
+
+
+def _rating(value: Any) -> int | None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 4):
+        raise SubscriptionError(f"filter min_rating must be 1..4 or null, got {value!r}")
+    return value
+
+
 def subscription_from_dict(d: dict[str, Any]) -> Subscription:
     f = d.get("filter") or {}
     return Subscription(
         id=d["id"], area=area_from_dict(d["area"]), destination=d["destination"], lang=d.get("lang", "fr"),
         label=d.get("label", ""), secret=d.get("secret"),
-        filter=Filter(frozenset(f.get("datasets", ())), frozenset(f.get("kinds", ())), f.get("min_rating")),
+        filter=Filter(_names(f.get("datasets", []), "datasets"), _names(f.get("kinds", []), "kinds"),
+                      _rating(f.get("min_rating"))),
     )
 
 

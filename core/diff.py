@@ -16,10 +16,10 @@ from core.profiles import GENERIC, Profile
 
 
 def changed_fields(before: Record, after: Record, profile: Profile = GENERIC) -> tuple[str, ...]:
-    keys = before.fields.keys() | after.fields.keys()
-    return tuple(
-        sorted(k for k in keys if k not in profile.volatile and before.fields.get(k) != after.fields.get(k))
-    )
+    """Fields whose value moved. A field present on one side only is a layout change, not a data change:
+    when a publisher adds columns (Alim'Confiance did in 2026), no record is said to be updated."""
+    keys = before.fields.keys() & after.fields.keys()
+    return tuple(sorted(k for k in keys if k not in profile.volatile and before.fields[k] != after.fields[k]))
 
 
 def diff_one(before: Record | None, after: Record, *, at: datetime, version: str, profile: Profile = GENERIC,
@@ -77,6 +77,15 @@ def diff(previous: Mapping[str, Record], snapshot: Iterable[Record], *, complete
         changes += [removal(r, at=at, version=version, profile=profile, floor=floor)
                     for k, r in previous.items() if k not in seen]
     return changes
+
+
+def refreshed(previous: Mapping[str, Record], snapshot: Iterable[Record],
+              changes: Iterable[Change]) -> list[Record]:
+    """Records whose fingerprint moved without any change worth telling (a layout change, 1 vs 1.0):
+    stores keep them so the next snapshot compares against what was really published."""
+    changed = {c.key for c in changes}
+    return [r for r in snapshot if r.key not in changed and (p := previous.get(r.key)) is not None
+            and p.fingerprint != r.fingerprint]
 
 
 def apply(previous: Mapping[str, Record], changes: Iterable[Change]) -> dict[str, Record]:

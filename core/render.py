@@ -85,7 +85,7 @@ def slack(change: Change, lang: str = "fr") -> tuple[str, list[dict[str, Any]]]:
     body = text(change, lang).split("\n", 1)
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": headline(change, lang)[:150], "emoji": True}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": f"{emoji} {body[1] if len(body) > 1 else ''}"}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"{emoji} {body[1] if len(body) > 1 else ''}"[:3000]}},
         {"type": "context", "elements": [
             {"type": "mrkdwn", "text": f"{change.dataset} · {record.key} · {change.detected_at:%Y-%m-%d %H:%M}Z"}]},
     ]

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from core.diff import apply, diff
+from core.diff import apply, diff, refreshed
 from core.match import Matcher
 from core.model import Change, Delivery, Op, Record
 from core.ports import Snapshot
@@ -101,10 +101,11 @@ class Processor:
         deliveries = [] if baseline and not self._baseline_alerts else deliveries_for(changes, matcher)
         health = SourceState(scope, None if problem else snapshot.version, problem is None, problem, ts(at),
                              len(snapshot.records))
-        commit = self._commit(scope, changes, deliveries, snapshot, health, log_changes=not baseline)
+        silent = refreshed(previous, snapshot.records, changes)
+        commit = self._commit(scope, changes, deliveries, snapshot, health, log_changes=not baseline, silent=silent)
         view = await self.view(snapshot.dataset)
         await self.state.commit(commit, now=at, also=lambda conn: view.apply_in(conn, changes))
-        self._cache[scope] = apply(previous, changes)
+        self._cache[scope] = apply(previous, changes) | {r.key: r for r in silent}
         outcome = Outcome(scope, snapshot.version, len(snapshot.records), complete, baseline, False, problem,
                           changes, deliveries, len(snapshot.quarantined))
         log.info("processed %s: %d rows, %d changes, %d deliveries, %d quarantined%s", scope, outcome.rows,
@@ -113,8 +114,8 @@ class Processor:
 
     @staticmethod
     def _commit(scope: str, changes: list[Change], deliveries: list[Delivery], snapshot: Snapshot,
-                health: SourceState, *, log_changes: bool) -> Commit:
-        upserts = [c.after for c in changes if c.after is not None]
+                health: SourceState, *, log_changes: bool, silent: list[Record]) -> Commit:
+        upserts = [c.after for c in changes if c.after is not None] + silent
         deletes = [c.key for c in changes if c.op is Op.REMOVED]
         logged = changes if log_changes else []
         return Commit(scope, upserts, deletes, logged, deliveries, snapshot.quarantined, health)

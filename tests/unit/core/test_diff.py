@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.diff import apply, changed_fields, diff, diff_one, latest_by_group
+from core.diff import apply, changed_fields, diff, diff_one, latest_by_group, refreshed
 from core.model import Op, Record
 from core.profiles import ALIMCONFIANCE, GENERIC, Profile
 from tests.unit.core import strategies as s
@@ -34,7 +34,8 @@ def test_a_snapshot_diffed_against_itself_yields_nothing(profile: Profile, data:
 def test_applying_a_complete_diff_gives_the_snapshot(profile: Profile, data: st.DataObject) -> None:
     previous, snapshot = data.draw(s.transitions(profile))
     changes = diff(previous, snapshot.values(), complete=True, at=AT, version="v1", profile=profile)
-    assert fingerprints(apply(previous, changes)) == fingerprints(snapshot)
+    silent = refreshed(previous, snapshot.values(), changes)
+    assert fingerprints(apply(previous, changes) | {r.key: r for r in silent}) == fingerprints(snapshot)
     assert len({c.key for c in changes}) == len(changes)
 
 
@@ -44,7 +45,7 @@ def test_an_incomplete_snapshot_never_removes(profile: Profile, data: st.DataObj
     previous, snapshot = data.draw(s.transitions(profile))
     changes = diff(previous, snapshot.values(), complete=False, at=AT, version="v1", profile=profile)
     assert all(c.op is not Op.REMOVED and c.after is not None for c in changes)
-    state = apply(previous, changes)
+    state = apply(previous, changes) | {r.key: r for r in refreshed(previous, snapshot.values(), changes)}
     assert state.keys() == previous.keys() | snapshot.keys()
     assert all(state[k].fingerprint == r.fingerprint for k, r in snapshot.items())
 
@@ -88,18 +89,23 @@ lax_values = s.generic_values | st.none() | st.sampled_from((1.0, True, False, 0
 
 @PROPERTY
 @given(data=st.data())
-def test_rows_equal_field_by_field_keep_their_previous_record(data: st.DataObject) -> None:
-    """When fingerprints differ but `changed_fields` sees nothing (None vs absent, 1 vs 1.0) and the point did not
-    move, diff emits nothing, so applying it keeps the previous record rather than the snapshot's."""
+def test_rows_equal_field_by_field_are_refreshed_silently(data: st.DataObject) -> None:
+    """When fingerprints differ but `changed_fields` sees nothing (a field on one side only, 1 vs 1.0), diff
+    emits nothing and `refreshed` hands the record over, so the state catches up without an alert."""
     previous, snapshot = data.draw(s.transitions(GENERIC, lax_values))
     changes = diff(previous, snapshot.values(), complete=True, at=AT, version="v1", profile=GENERIC)
-    state = apply(previous, changes)
-    assert state.keys() == snapshot.keys()
-    for key, now in snapshot.items():
-        kept = state[key]
-        assert kept.fingerprint == now.fingerprint or (
-            kept is previous[key] and changed_fields(kept, now) == () and kept.point == now.point
-        )
+    silent = refreshed(previous, snapshot.values(), changes)
+    for record in silent:
+        assert changed_fields(previous[record.key], record) == ()
+    state = apply(previous, changes) | {r.key: r for r in silent}
+    assert fingerprints(state) == fingerprints(snapshot)
+
+
+def test_a_layout_that_gains_columns_is_not_an_update() -> None:
+    before = inspection("k1")
+    after = inspection("k1", code_ua="UA-1", type_suite="Aucune")
+    assert diff({"k1": before}, [after], complete=True, at=AT, version="v2", profile=ALIMCONFIANCE) == []
+    assert refreshed({"k1": before}, [after], []) == [after]
 
 
 @pytest.mark.parametrize(
@@ -107,10 +113,10 @@ def test_rows_equal_field_by_field_keep_their_previous_record(data: st.DataObjec
     [
         ({"a": 1}, {"a": 1}, ()),
         ({"a": 1}, {"a": 2}, ("a",)),
-        ({"a": 1}, {}, ("a",)),
-        ({}, {"b": "x"}, ("b",)),
-        ({"a": 1, "b": 2}, {"b": 3, "c": 4}, ("a", "b", "c")),
-        # a field present on one side only, with None, is indistinguishable from an absent one
+        # a field present on one side only is a layout change, not a data change
+        ({"a": 1}, {}, ()),
+        ({}, {"b": "x"}, ()),
+        ({"a": 1, "b": 2}, {"b": 3, "c": 4}, ("b",)),
         ({"a": None}, {}, ()),
         ({}, {"a": None}, ()),
         # Python equality, not JSON identity
