@@ -95,8 +95,8 @@ def test_rows_equal_field_by_field_are_refreshed_silently(data: st.DataObject) -
     previous, snapshot = data.draw(s.transitions(GENERIC, lax_values))
     changes = diff(previous, snapshot.values(), complete=True, at=AT, version="v1", profile=GENERIC)
     silent = refreshed(previous, snapshot.values(), changes)
-    for record in silent:
-        assert changed_fields(previous[record.key], record) == ()
+    for quiet in silent:
+        assert changed_fields(previous[quiet.key], quiet) == ()
     state = apply(previous, changes) | {r.key: r for r in silent}
     assert fingerprints(state) == fingerprints(snapshot)
 
