@@ -63,8 +63,8 @@ class StreamsConfig:
     store: str = "memory://"
     partitions: int = 4
     data_dir: str = "vigie-data"
-    batch: int = 500
-    within: float = 0.02
+    batch: int = 1000
+    within: float = 0.1
     session_timeout: float = 10.0
     commit_interval: float = 1.0
     standby_replicas: int = 1

@@ -7,13 +7,14 @@ the message shapes). State lives in two key/value views (faust Tables in the wor
 
     records  "<source>\\x1f<key>"    → {"r": record dict, "s": snapshot last seen in, "p": partition,
                                         "b": the record before that snapshot (absent: same as "r"; None: new)}
-    groups   "<source>\\x1f<entity>" → sorted record keys of the entity
+    groups   "<source>\\x1f<entity>" → sorted record keys of the entity (a key that changed entity may linger)
 
 `"b"` keeps the state *before* the current snapshot readable while the snapshot streams in, so `created` kinds
 compare with the entity's latest record before the snapshot, exactly as `core.diff.diff` does. The source URL
 scopes the state, as in the embedded runtime.
 
-A record is diffed with `core.diff.diff_one` against the stored version; a *complete* marker removes the keys
+A record is diffed with `core.diff.diff_one` against the stored version, and stored only when that gives a
+change (so the state is `core.diff.apply`'s, stale fields and entity included); a *complete* marker removes the keys
 of its partition and source not seen in its snapshot with `core.diff.removal` (aged_out below the marker's
 floor). An incomplete marker removes nothing. Baseline records and markers update the state and emit nothing.
 The caller must publish the returned changes durably *before* it commits the staged state.
@@ -115,14 +116,19 @@ class PartitionDiff:
         record = msg.record
         key = f"{msg.source}{SEP}{record.key}"
         entry: Entry | None = self.records.get(key)
-        self._write(key, entry, msg, partition)
-        self._join_group(msg.source, record)
-        if msg.baseline or (entry is not None and entry["r"]["fingerprint"] == record.fingerprint):
+        if entry is not None and entry["r"]["fingerprint"] == record.fingerprint:
+            self._seen(key, entry, msg.snapshot, partition)
             return None
         before = None if entry is None else record_from_dict(entry["r"])
         profile = self._profiles(record.dataset)
         last = self._latest_before(msg, profile) if before is None else None
-        return diff_one(before, record, at=msg.at, version=msg.version, profile=profile, last_in_group=last)
+        change = diff_one(before, record, at=msg.at, version=msg.version, profile=profile, last_in_group=last)
+        if change is None and entry is not None:  # nothing that matters moved: the state keeps its record
+            self._seen(key, entry, msg.snapshot, partition)
+            return None
+        self.records.put(key, self._stored(entry, msg, partition))
+        self._move(msg.source, before, record)
+        return None if msg.baseline else change
 
     def on_end(self, end: SnapshotEnd, partition: int) -> list[Change]:
         if not end.complete:
@@ -139,16 +145,27 @@ class PartitionDiff:
                 changes.append(removal(before, at=end.at, version=end.version, profile=profile, floor=end.floor))
         return changes
 
-    def _write(self, key: str, entry: Entry | None, msg: RecordMessage, partition: int) -> None:
-        data = record_to_dict(msg.record)
-        if entry is not None and entry["s"] == msg.snapshot and entry["p"] == partition \
-                and entry["r"]["fingerprint"] == msg.record.fingerprint:
+    def _seen(self, key: str, entry: Entry, snapshot: str, partition: int) -> None:
+        """An unchanged record: the stored one stays (as in the embedded state), now seen in `snapshot`."""
+        if entry["s"] == snapshot and entry["p"] == partition:
             return  # seen already in this snapshot: a redelivery
-        new: Entry = {"r": data, "s": msg.snapshot, "p": partition}
+        if entry["s"] == snapshot:
+            self.records.put(key, {**entry, "p": partition})
+        else:
+            self.records.put(key, {"r": entry["r"], "s": snapshot, "p": partition})
+
+    @staticmethod
+    def _stored(entry: Entry | None, msg: RecordMessage, partition: int) -> Entry:
+        new: Entry = {"r": record_to_dict(msg.record), "s": msg.snapshot, "p": partition}
         before = _before_snapshot(entry, msg.snapshot)
         if before is None or before["fingerprint"] != msg.record.fingerprint:
             new["b"] = before
-        self.records.put(key, new)
+        return new
+
+    def _move(self, source: str, before: Record | None, after: Record) -> None:
+        """Join the record's entity. A record that changed entity stays listed in its old one: the group must
+        still show the state before the snapshot, and `_latest_before` checks each member's entity."""
+        self._join_group(source, after)
 
     def _join_group(self, source: str, record: Record) -> None:
         key = f"{source}{SEP}{record.entity}"
@@ -170,7 +187,7 @@ class PartitionDiff:
         previous = []
         for member in self.groups.get(f"{msg.source}{SEP}{entity}") or []:
             data = _before_snapshot(self.records.get(f"{msg.source}{SEP}{member}"), msg.snapshot)
-            if data is not None:
+            if data is not None and (data.get("group") or data["key"]) == entity:
                 previous.append(record_from_dict(data))
         return latest_by_group(previous, profile).get(entity)
 

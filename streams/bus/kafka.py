@@ -118,7 +118,7 @@ class KafkaBus:
     """One idempotent producer (`acks=all`): `send_all` returns once every message is acknowledged."""
 
     def __init__(self, bootstrap: str, *, topics: Topics = Topics(), client_id: str = "vigie",
-                 linger_ms: int = 5, deadline_s: float = 120.0) -> None:
+                 linger_ms: int = 0, deadline_s: float = 120.0) -> None:
         self.bootstrap = bootstrap
         self.topics = topics
         self._deadline_s = deadline_s

@@ -165,11 +165,14 @@ class Deployment:
             await consumer.stop()
         return sum(end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items())
 
-    async def drained(self, pairs: Iterable[tuple[str, str]], timeout: float = 60.0) -> None:  # noqa: ASYNC109
-        """Until every (group, topic) has committed everything: the pipeline is idle."""
-        async with asyncio.timeout(timeout):
+    async def drained(self, pairs: Iterable[tuple[str, str]], deadline_s: float = 60.0) -> None:
+        """Until every (group, topic) has committed everything: the pipeline is idle. Polled: Kafka has no event
+        for "a group caught up"."""
+        async with asyncio.timeout(deadline_s):
             for group, topic in pairs:
-                while await self.lag(group, topic) > 0:
+                for _ in iter(int, 1):  # until caught up; the timeout above bounds it
+                    if await self.lag(group, topic) == 0:
+                        break
                     await asyncio.sleep(0.2)
 
     async def cleanup(self) -> None:

@@ -1,0 +1,128 @@
+"""The Kafka runtime's per-partition diff gives exactly `core.diff.diff`, whatever the partitioning.
+
+Records are routed to partitions by entity (as the producer keys them), each partition sees its records and
+then a snapshot-end marker, in order; the changes of all partitions together must equal the whole-snapshot
+diff of the embedded runtime, and the state must equal `core.diff.apply`. No broker needed: the faust Tables
+are dicts here (the e2e tests run the real thing).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable
+from datetime import timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core.codec import record_from_dict
+from core.diff import apply, diff
+from core.model import Change, Record
+from core.profiles import Profile, profile_for
+from streams.kafka_diff import DictKV, PartitionDiff, RecordMessage, SnapshotEnd
+from tests.unit.core.factories import AT, inspection
+from tests.unit.core.strategies import ENTITIES, KEYS, profiles, states
+
+SOURCE = "ods+https://portal.example/export_alimconfiance"
+
+
+def partition_of(record: Record, partitions: int) -> int:
+    return zlib.crc32(record.entity.encode()) % partitions
+
+
+class Stream:
+    """One diff task per partition over shared dict tables, fed like the Kafka topic would feed them."""
+
+    def __init__(self, partitions: int) -> None:
+        self.partitions = partitions
+        self.records, self.groups = DictKV(), DictKV()
+        self.diff = PartitionDiff(self.records, self.groups, profile_for)
+        self.seq = 0
+
+    def snapshot(self, records: Iterable[Record], *, complete: bool, baseline: bool = False) -> list[Change]:
+        self.seq += 1
+        snapshot, version, at = f"snap{self.seq}", f"v{self.seq}", AT + timedelta(days=self.seq)
+        current = list(records)
+        changes = []
+        for r in current:
+            msg = RecordMessage(r, snapshot, version, SOURCE, baseline, at)
+            change = self.diff.on_record(msg, partition_of(r, self.partitions))
+            changes += [] if change is None else [change]
+        dataset = current[0].dataset if current else "generic"
+        floor = profile_for(dataset).window_floor(current)
+        for partition in range(self.partitions):
+            end = SnapshotEnd(snapshot, version, SOURCE, dataset, complete, baseline, floor, at)
+            changes += self.diff.on_end(end, partition)
+        return changes
+
+    def state(self) -> dict[str, Record]:
+        return {v["r"]["key"]: record_from_dict(v["r"]) for v in self.records.data.values()}
+
+
+def signature(changes: Iterable[Change]) -> list[tuple[str, str, tuple[str, ...]]]:
+    return sorted((c.id, c.key, c.kinds) for c in changes)
+
+
+def embedded(previous: dict[str, Record], snapshot: Iterable[Record], *, seq: int, complete: bool,
+             profile: Profile) -> list[Change]:
+    return diff(previous, snapshot, complete=complete, at=AT + timedelta(days=seq), version=f"v{seq}",
+                profile=profile)
+
+
+def with_fixed_entities(records: dict[str, Record]) -> dict[str, Record]:
+    """Each key keeps one entity, so it keeps its partition (as real inspections keep their establishment)."""
+    return {k: Record(r.dataset, r.key, r.fields, r.fingerprint, r.point, r.admin,
+                      ENTITIES[KEYS.index(k) % len(ENTITIES)] if r.group else "", r.rating)
+            for k, r in records.items()}
+
+
+@settings(max_examples=150, deadline=None)
+@given(profile=profiles, data=st.data(), completes=st.lists(st.booleans(), min_size=3, max_size=3),
+       partitions=st.sampled_from((1, 2, 3)))
+def test_partitioned_diff_equals_the_whole_snapshot_diff(profile: Profile, data: st.DataObject,
+                                                         completes: list[bool], partitions: int) -> None:
+    draw = [data.draw(states(profile)) for _ in range(4)]
+    snapshots = draw if partitions == 1 else [with_fixed_entities(s) for s in draw]
+    stream, previous = Stream(partitions), {}
+    stream.snapshot(snapshots[0].values(), complete=True, baseline=True)
+    previous = dict(snapshots[0])
+    for seq, (snapshot, complete) in enumerate(zip(snapshots[1:], completes, strict=True), start=2):
+        expected = embedded(previous, snapshot.values(), seq=seq, complete=complete, profile=profile)
+        assert signature(stream.snapshot(snapshot.values(), complete=complete)) == signature(expected)
+        previous = apply(previous, expected)
+        assert stream.state() == previous
+
+
+def test_a_redelivered_record_emits_nothing_new_and_a_replayed_snapshot_the_same_ids() -> None:
+    stream = Stream(2)
+    old = [inspection("a", entity="e1", rating=1, date="2025-01-10"), inspection("b", entity="e2")]
+    stream.snapshot(old, complete=True, baseline=True)
+    new = [inspection("a", entity="e1", rating=1, date="2025-01-10"),
+           inspection("c", entity="e1", rating=4, date="2025-06-01")]
+    first = stream.snapshot(new, complete=True)
+    assert sorted(c.kinds for c in first) == [("new_inspection", "downgrade"), ("removed",)]
+    msg = RecordMessage(new[1], "snap2", "v2", SOURCE, False, AT)
+    assert stream.diff.on_record(msg, partition_of(new[1], 2)) is None  # redelivered after the commit
+
+    lost = Stream(2)  # the same snapshots, but the state of the second was never committed
+    lost.snapshot(old, complete=True, baseline=True)
+    assert signature(lost.snapshot(new, complete=True)) == signature(first)
+
+
+def test_trends_compare_with_the_entity_state_before_the_snapshot() -> None:
+    """Two new inspections of one establishment in one snapshot both compare with its last known one."""
+    stream = Stream(1)
+    stream.snapshot([inspection("a", entity="e1", rating=2, date="2025-01-10")], complete=True, baseline=True)
+    changes = stream.snapshot([inspection("a", entity="e1", rating=2, date="2025-01-10"),
+                               inspection("b", entity="e1", rating=1, date="2025-03-01"),
+                               inspection("c", entity="e1", rating=4, date="2025-05-01")], complete=True)
+    assert sorted((c.key, c.kinds) for c in changes) == [("b", ("new_inspection", "upgrade")),
+                                                          ("c", ("new_inspection", "downgrade"))]
+
+
+def test_an_incomplete_marker_removes_nothing_and_a_baseline_alerts_nobody() -> None:
+    stream = Stream(3)
+    rows = [inspection(key, entity=key) for key in ("a", "b", "c")]
+    assert stream.snapshot(rows, complete=True, baseline=True) == []
+    assert stream.snapshot(rows[:1], complete=False) == []
+    assert sorted(c.key for c in stream.snapshot(rows[:1], complete=True)) == ["b", "c"]
