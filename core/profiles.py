@@ -29,7 +29,10 @@ class Profile:
 
     def fingerprint(self, fields: Mapping[str, Any]) -> str:
         """Digest of the non-volatile fields, independent of key order."""
-        kept = {k: v for k, v in fields.items() if k not in self.volatile}
+        if self.volatile.isdisjoint(fields):
+            kept = fields
+        else:
+            kept = {k: v for k, v in fields.items() if k not in self.volatile}
         return hashlib.blake2b(orjson.dumps(kept, option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest()
 
     def order(self, record: Record) -> str:

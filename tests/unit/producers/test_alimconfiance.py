@@ -296,8 +296,8 @@ def test_fingerprint_is_the_profile_digest_of_the_canonical_facts() -> None:
 # -- a remembering adapter does not map unchanged rows again -------------------------------------------
 
 
-def test_by_default_nothing_is_remembered() -> None:
-    adapter = AlimConfianceAdapter()
+def test_remember_false_maps_every_row_again() -> None:
+    adapter = AlimConfianceAdapter(remember=False)
     rows = csv_rows(OFFICIAL)
     first, second = adapter.to_snapshot(raw(rows)), adapter.to_snapshot(raw(rows))
     assert first.records == second.records
@@ -306,7 +306,7 @@ def test_by_default_nothing_is_remembered() -> None:
 
 
 def test_unchanged_rows_are_not_mapped_again() -> None:
-    adapter = AlimConfianceAdapter(remember=True)
+    adapter = AlimConfianceAdapter()
     rows = csv_rows(OFFICIAL)
     first = adapter.to_snapshot(raw(rows))
     edited = [dict(r) for r in rows]
