@@ -1,0 +1,54 @@
+"""The distributed current-state view follows the `changes` topic (real Kafka, real Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timedelta
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from core.codec import CHANGE, Envelope, change_to_dict
+from core.diff import diff_one, removal
+from core.model import Change
+from streams.bus.kafka import TopicSpec, ensure_topics
+from streams.kafka_view import ViewUpdater
+from streams.view_redis import RedisCurrentView
+from tests.unit.core.factories import AT, PARIS, inspection
+
+pytestmark = [pytest.mark.kafka, pytest.mark.redis]
+
+
+def envelope(change: Change) -> bytes:
+    return Envelope(change.id, CHANGE, "/test", change.key, change.detected_at, change_to_dict(change)).encode()
+
+
+async def test_changes_fold_into_the_redis_view(kafka_bootstrap: str, redis_url: str) -> None:
+    topic, namespace = f"changes-{uuid.uuid4().hex[:8]}", f"test-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(kafka_bootstrap, [TopicSpec(topic, 2)])
+    first, later = inspection("k1", entity="e1", date="2025-03-01"), inspection("k2", entity="e1", date="2025-05-01")
+    gone = inspection("k3", entity="e3", date="2025-04-01")
+    created = [diff_one(None, r, at=AT, version="v1") for r in (first, later, gone)]
+    messages = [envelope(c) for c in created if c is not None]
+    messages += [b"not json", envelope(removal(gone, at=AT + timedelta(days=7), version="v2"))]
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    for value in messages:
+        await producer.send_and_wait(topic, value, key=b"e")
+    await producer.stop()
+
+    view = RedisCurrentView(redis_url, dataset="alimconfiance", namespace=namespace)
+    stop = asyncio.Event()
+    updater = ViewUpdater(kafka_bootstrap, topic, f"view-{namespace}", {"alimconfiance": view})
+    task = asyncio.create_task(updater.run(stop))
+    try:
+        async with asyncio.timeout(30):
+            while (shown := await view.get("e1")) is None or shown.key != "k2" or await view.get("e3"):
+                await asyncio.sleep(0.1)  # polling Redis until the consumer caught up
+        near = await view.near(PARIS.lat, PARIS.lon, 500)
+        assert [r.key for r, _ in near] == ["k2"]
+    finally:
+        stop.set()
+        await task
+        await view.aclose()
