@@ -51,8 +51,15 @@ class ViewUpdater:
                  batch: int = 500) -> None:
         self._views = views
         self._batch = batch
+        self.consumed = 0
+        self._progress = asyncio.Condition()
         self._consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
                                           enable_auto_commit=False, auto_offset_reset="earliest")
+
+    async def wait_consumed(self, n: int) -> None:
+        """Until `n` messages have been folded in and committed (for tests and readiness)."""
+        async with self._progress:
+            await self._progress.wait_for(lambda: self.consumed >= n)
 
     async def run(self, stop: asyncio.Event) -> None:
         await self._consumer.start()
@@ -64,5 +71,8 @@ class ViewUpdater:
                     applied = await fold(self._views, readable_changes(values))
                     await self._consumer.commit()
                     log.debug("view updated: %d of %d changes applied", applied, len(values))
+                    async with self._progress:
+                        self.consumed += len(values)
+                        self._progress.notify_all()
         finally:
             await self._consumer.stop()
