@@ -13,14 +13,14 @@ import os
 import signal
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from core.geo import AdminArea, Circle, Everywhere, Point
+from core.geo import AdminArea, Area, Circle, Everywhere, Point
 from core.model import Filter, Subscription
 from notifiers import new_secret
 from runtime.demo.portal import FakePortal
@@ -71,10 +71,10 @@ def expected_changes(story: DemoStory) -> Expected:
 
 def near_paris(row: Row) -> bool:
     geo = row.get("geores")
-    return bool(geo) and metres(PARIS, (geo["lat"], geo["lon"])) <= 2000
+    return geo is not None and metres(PARIS, (geo["lat"], geo["lon"])) <= 2000
 
 
-RULES = {
+RULES: dict[str, Callable[[Row], bool]] = {
     "paris": near_paris,
     "herault": lambda row: str(row.get("code_postal", "")).startswith("34"),
     "urgent": lambda row: row.get("synthese_eval_sanit") == URGENT,
@@ -97,7 +97,7 @@ async def rig(tmp_path: Path, story: DemoStory) -> AsyncIterator[Rig]:
         portal.publish(DATASET_ID, story.first.rows, modified=story.first.modified)
         state = f"sqlite:///{tmp_path / 'vigie.db'}"
         store = SqliteSubscriptionStore(state)
-        areas = {"paris": Circle(Point(*PARIS), 2000), "herault": AdminArea("departement", "34"),
+        areas: dict[str, Area] = {"paris": Circle(Point(*PARIS), 2000), "herault": AdminArea("departement", "34"),
                  "urgent": Everywhere(), "atlantic": Circle(Point(47.0, -8.0), 1000)}
         for name, area in areas.items():
             secret = new_secret()

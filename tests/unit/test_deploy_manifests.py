@@ -57,7 +57,7 @@ def one(kind: str, name: str) -> Doc:
 
 def container(deployment: Doc) -> Doc:
     (only,) = deployment["spec"]["template"]["spec"]["containers"]
-    return only
+    return dict(only)
 
 
 def role_of(args: list[str]) -> tuple[str, ...]:
