@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from core.model import Change, Op, Record, change_id
+from core.ports import Snapshot
 from core.profiles import GENERIC, Profile
 
 
@@ -86,6 +87,18 @@ def refreshed(previous: Mapping[str, Record], snapshot: Iterable[Record],
     changed = {c.key for c in changes}
     return [r for r in snapshot if r.key not in changed and (p := previous.get(r.key)) is not None
             and p.fingerprint != r.fingerprint]
+
+
+def floor_problem(snapshot: Snapshot, known: int, min_ratio: float) -> str | None:
+    """Why a snapshot must not be trusted to remove anything, or None: the source said so, or it claims
+    completeness with fewer rows than `min_ratio` of the `known` state (a sane floor against half-published
+    exports). The embedded processor and the Kafka producer apply the same rule."""
+    if snapshot.problem:
+        return snapshot.problem
+    if snapshot.complete and known and len(snapshot.records) < min_ratio * known:
+        return (f"snapshot has {len(snapshot.records)} rows, fewer than {min_ratio:.0%} of the {known} known: "
+                "treated as incomplete")
+    return None
 
 
 def apply(previous: Mapping[str, Record], changes: Iterable[Change]) -> dict[str, Record]:

@@ -31,6 +31,7 @@ from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
 from core.codec import RECORD, SNAPSHOT_END, Envelope, record_to_dict
+from core.diff import floor_problem
 from core.model import Record, stable_hash
 from core.ports import Adapter, Quarantined, RawSnapshot, Snapshot, Source
 from core.profiles import profile_for
@@ -111,16 +112,6 @@ class RedisSourceState:
 
     async def aclose(self) -> None:
         await self._redis.aclose()
-
-
-def floor_problem(snapshot: Snapshot, known: int, min_ratio: float) -> str | None:
-    """Why a snapshot claiming completeness must not remove anything (the embedded processor's rule)."""
-    if snapshot.problem:
-        return snapshot.problem
-    if snapshot.complete and known and len(snapshot.records) < min_ratio * known:
-        return (f"snapshot has {len(snapshot.records)} rows, fewer than {min_ratio:.0%} of the {known} known: "
-                "treated as incomplete")
-    return None
 
 
 def record_envelope(record: Record, *, snapshot: str, version: str, source: str, baseline: bool,

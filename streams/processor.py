@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from core.diff import apply, diff, refreshed
+from core.diff import apply, diff, floor_problem, refreshed
 from core.match import Matcher
 from core.model import Change, Delivery, Op, Record
 from core.ports import Snapshot
@@ -46,16 +46,6 @@ class Outcome:
 
     def kinds(self) -> Counter[str]:
         return Counter(k for c in self.changes for k in c.kinds)
-
-
-def floor_problem(snapshot: Snapshot, known: int, min_ratio: float) -> str | None:
-    """Why a snapshot claiming completeness must not be trusted to remove anything, if it must not."""
-    if snapshot.problem:
-        return snapshot.problem
-    if snapshot.complete and known and len(snapshot.records) < min_ratio * known:
-        return (f"snapshot has {len(snapshot.records)} rows, fewer than {min_ratio:.0%} of the {known} known: "
-                "treated as incomplete")
-    return None
 
 
 def deliveries_for(changes: Iterable[Change], matcher: Matcher) -> list[Delivery]:
