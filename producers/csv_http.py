@@ -20,7 +20,7 @@ import aiohttp
 
 from core.ports import RawSnapshot
 from producers.errors import SourceError, SourceUnavailable, UnreadableContent
-from producers.http import RetryPolicy, client_timeout, open_with_retries, read_all
+from producers.http import HttpSource, RetryPolicy, client_timeout, open_with_retries, read_all
 from producers.tabular import parse_csv
 from producers.urls import mask, require_tls_or_loopback
 
@@ -43,30 +43,16 @@ def _location(url: str) -> tuple[str | None, Path | None]:
     return None, Path(url.partition("#")[0])
 
 
-class CsvSource:
+class CsvSource(HttpSource):
     """`core.ports.Source` reading one CSV file over HTTP(S) or from disk."""
 
     def __init__(self, url: str, *, session: aiohttp.ClientSession | None = None, connect_timeout: float = 10.0,
                  read_timeout: float = 60.0, total_timeout: float | None = 600.0,
                  retry: RetryPolicy | None = None) -> None:
         self._http_url, self._path = _location(url)
-        self._raw_url = url
-        self.url = mask(url)
-        self._session = session
-        self._own_session = session is None
+        super().__init__(url, session)
         self._timeout = client_timeout(connect=connect_timeout, read=read_timeout, total=total_timeout)
         self._retry = retry or RetryPolicy()
-
-    def geturl(self, *, privacy: bool = True) -> str:
-        return self.url if privacy else self._raw_url
-
-    async def fetch(self, last_version: str | None) -> RawSnapshot:
-        try:
-            return await self._fetch(last_version)
-        except Exception as exc:  # the contract: source trouble never escapes fetch
-            log.exception("unexpected failure while fetching", extra={"source": self.url})
-            return RawSnapshot(self.url, [], complete=False, version="",
-                               problem=f"unexpected {type(exc).__name__}: {exc}")
 
     async def _fetch(self, last_version: str | None) -> RawSnapshot:
         try:
@@ -106,8 +92,3 @@ class CsvSource:
             return await read_all(response)
         finally:
             response.release()
-
-    async def aclose(self) -> None:
-        if self._own_session and self._session is not None:
-            await self._session.close()
-            self._session = None

@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from core.ports import RawSnapshot
 from producers.errors import EndpointMissing, SourceUnavailable, TruncatedDownload, UnreadableContent
 from producers.urls import mask
 
@@ -162,3 +163,34 @@ def body_json(data: bytes, what: str) -> Any:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise UnreadableContent(f"{what} is not JSON: {exc}") from exc
+
+
+class HttpSource:
+    """What every HTTP source shares: a masked `url`, a shared or owned session, and a `fetch` that
+    never raises (source trouble becomes an incomplete RawSnapshot with a `problem`)."""
+
+    def __init__(self, url: str, session: aiohttp.ClientSession | None) -> None:
+        self._raw_url = url
+        self.url = mask(url)
+        self._session = session
+        self._own_session = session is None
+
+    def geturl(self, *, privacy: bool = True) -> str:
+        """The source URL; with `privacy` (default) its secrets are masked."""
+        return self.url if privacy else self._raw_url
+
+    async def fetch(self, last_version: str | None) -> RawSnapshot:
+        try:
+            return await self._fetch(last_version)
+        except Exception as exc:  # the contract: source trouble never escapes fetch
+            log.exception("unexpected failure while fetching", extra={"source": self.url})
+            return RawSnapshot(self.url, [], complete=False, version="",
+                               problem=f"unexpected {type(exc).__name__}: {exc}")
+
+    async def _fetch(self, last_version: str | None) -> RawSnapshot:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        if self._own_session and self._session is not None:
+            await self._session.close()
+            self._session = None

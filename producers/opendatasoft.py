@@ -24,7 +24,7 @@ import orjson
 
 from core.ports import RawSnapshot
 from producers.errors import EndpointMissing, SourceError, TruncatedDownload, UnreadableContent
-from producers.http import RetryPolicy, body_json, client_timeout, iter_chunks, open_with_retries, read_all
+from producers.http import HttpSource, RetryPolicy, body_json, client_timeout, iter_chunks, open_with_retries, read_all
 from producers.tabular import parse_csv
 from producers.urls import mask, require_tls_or_loopback
 
@@ -88,36 +88,21 @@ class _Download:
         self.how = ""
 
 
-class OdsSource:
+class OdsSource(HttpSource):
     """`core.ports.Source` for one dataset of an Opendatasoft portal (Explore API v2.1)."""
 
     def __init__(self, url: str, *, session: aiohttp.ClientSession | None = None, connect_timeout: float = 10.0,
                  read_timeout: float = 60.0, metadata_timeout: float = 30.0, download_timeout: float | None = 900.0,
                  retry: RetryPolicy | None = None, page_key: str | None = None) -> None:
         self._base, self.dataset_id, params = parse_ods_url(url)
-        self._raw_url = url
-        self.url = mask(url)
+        super().__init__(url, session)
         self._params = {k: v for k, v in params.items() if k in PASSTHROUGH}
         # the key travels in a header, not in request URLs that proxies and portals log
         self._auth = {"Authorization": f"Apikey {params['apikey']}"} if params.get("apikey") else {}
-        self._session = session
-        self._own_session = session is None
         self._meta_timeout = client_timeout(connect=connect_timeout, read=metadata_timeout, total=metadata_timeout)
         self._timeout = client_timeout(connect=connect_timeout, read=read_timeout, total=download_timeout)
         self._retry = retry or RetryPolicy()
         self._page_key = page_key
-
-    def geturl(self, *, privacy: bool = True) -> str:
-        """The source URL; with `privacy` (default) the apikey is masked."""
-        return self.url if privacy else self._raw_url
-
-    async def fetch(self, last_version: str | None) -> RawSnapshot:
-        try:
-            return await self._fetch(last_version)
-        except Exception as exc:  # the contract: source trouble never escapes fetch
-            log.exception("unexpected failure while fetching", extra={"source": self.url})
-            return RawSnapshot(self.url, [], complete=False, version="",
-                               problem=f"unexpected {type(exc).__name__}: {exc}")
 
     async def _fetch(self, last_version: str | None) -> RawSnapshot:
         try:
@@ -279,8 +264,3 @@ class OdsSource:
         if not chosen:
             raise UnreadableContent("no field to order /records pages on")
         return chosen
-
-    async def aclose(self) -> None:
-        if self._own_session and self._session is not None:
-            await self._session.close()
-            self._session = None
