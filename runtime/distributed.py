@@ -49,6 +49,8 @@ from runtime.logs import configure
 from runtime.settings import Settings
 from streams.bus.kafka import COMPACTED, KafkaBus, Topics, TopicSpec, bootstrap_of, ensure_topics
 from streams.faust_app import Streams, StreamsConfig
+from streams.kafka_view import ViewUpdater
+from streams.view_redis import RedisCurrentView
 from subscriptions.redis import RedisSubscriptionStore
 
 ROLES = ("producer", "streams", "notifier", "api")
@@ -202,7 +204,18 @@ async def run_streams(s: DistributedSettings) -> None:
     conf = StreamsConfig(app_id=s.app_id, bootstrap=s.bootstrap, datasets=datasets, store=streams_store(s),
                          partitions=s.partitions, data_dir=s.data_dir)
     bus = KafkaBus(s.bootstrap, topics=s.topics, client_id=f"{s.app_id}-streams")
-    await Streams(conf, bus, heartbeat=s.heartbeat("streams")).run()
+    views = {d: RedisCurrentView(s.redis_url, dataset=d, namespace=s.namespace) for d in datasets}
+    updater = ViewUpdater(s.bootstrap, s.topics.changes, f"{s.app_id}-view", views)
+    stop = asyncio.Event()
+    view_task = asyncio.create_task(updater.run(stop))
+    try:
+        await Streams(conf, bus, heartbeat=s.heartbeat("streams")).run()
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):  # its failure was logged; the worker's own outcome matters here
+            await view_task
+        for view in views.values():
+            await view.aclose()
 
 
 # -- notifier --------------------------------------------------------------------------------------------

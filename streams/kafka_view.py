@@ -64,15 +64,21 @@ class ViewUpdater:
     async def run(self, stop: asyncio.Event) -> None:
         await self._consumer.start()
         try:
-            while not stop.is_set():
-                found = await self._consumer.getmany(timeout_ms=500, max_records=self._batch)
-                values = [m.value for messages in found.values() for m in messages]
-                if values:
-                    applied = await fold(self._views, readable_changes(values))
-                    await self._consumer.commit()
-                    log.debug("view updated: %d of %d changes applied", applied, len(values))
-                    async with self._progress:
-                        self.consumed += len(values)
-                        self._progress.notify_all()
+            await self._loop(stop)
+        except Exception:
+            log.exception("the current-state view updater stopped")
+            raise
         finally:
             await self._consumer.stop()
+
+    async def _loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            found = await self._consumer.getmany(timeout_ms=500, max_records=self._batch)
+            values = [m.value for messages in found.values() for m in messages]
+            if values:
+                applied = await fold(self._views, readable_changes(values))
+                await self._consumer.commit()
+                log.debug("view updated: %d of %d changes applied", applied, len(values))
+                async with self._progress:
+                    self.consumed += len(values)
+                    self._progress.notify_all()
