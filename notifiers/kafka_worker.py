@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -105,6 +106,19 @@ class NotifierConfig:
 def header(headers: Sequence[tuple[str, bytes]] | None, name: str) -> str | None:
     found = [value for key, value in headers or () if key == name]
     return found[-1].decode() if found else None
+
+
+def retry_header(record: Record, name: str, parse: Callable[[str], float]) -> float:
+    """A number the notifier wrote in a header (0 when absent); EnvelopeError when it cannot be read, so a
+    message with garbage headers is dead-lettered like one with a garbage value instead of stopping the consumer."""
+    try:
+        raw = header(record.headers, name)
+        value = 0.0 if raw is None else parse(raw)
+    except ValueError as exc:  # not a number, or not UTF-8
+        raise EnvelopeError(f"unreadable {name} header: {exc}") from exc
+    if not math.isfinite(value):
+        raise EnvelopeError(f"unreadable {name} header: {value!r}")
+    return value
 
 
 def dead_letter_headers(record: Record, reason: str, attempt: int | None = None) -> Headers:
@@ -193,7 +207,10 @@ class KafkaNotifier:
         """The records whose not-before time has come; the partition pauses until the first one that has not."""
         now = self._clock()
         for index, record in enumerate(records):
-            not_before = float(header(record.headers, "vigie-not-before") or 0)
+            try:
+                not_before = retry_header(record, "vigie-not-before", float)
+            except EnvelopeError:
+                not_before = 0.0  # due now: handle() dead-letters it with the reason
             if not_before > now:
                 consumer.seek(tp, record.offset)
                 consumer.pause(tp)
@@ -218,8 +235,9 @@ class KafkaNotifier:
 
     async def handle(self, record: Record) -> list[Outgoing]:
         """One delivery: what to publish for it (nothing, a re-queue, or a dead letter)."""
-        attempt = int(header(record.headers, "vigie-attempt") or 0)
         try:
+            attempt = int(retry_header(record, "vigie-attempt", int))
+            retry_header(record, "vigie-not-before", float)
             delivery = read(decode(record.value), DELIVERY, delivery_from_dict)
         except EnvelopeError as exc:
             return [Outgoing(self.conf.dlq(record.topic), record, dead_letter_headers(record, str(exc)))]
