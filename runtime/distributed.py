@@ -201,8 +201,11 @@ async def run_streams(s: DistributedSettings) -> None:
         raise SystemExit("vigie streams worker: no dataset to read; set VIGIE_SOURCES or VIGIE_DATASETS")
     await ensure_topics(s.bootstrap, topic_specs(s))
     await asyncio.to_thread(Path(s.data_dir).mkdir, parents=True, exist_ok=True)
-    conf = StreamsConfig(app_id=s.app_id, bootstrap=s.bootstrap, datasets=datasets, store=streams_store(s),
-                         partitions=s.partitions, data_dir=s.data_dir)
+    store = streams_store(s)
+    # faust's memory store drops standby data after every recovery: standbys only pay off with RocksDB
+    conf = StreamsConfig(app_id=s.app_id, bootstrap=s.bootstrap, datasets=datasets, store=store,
+                         partitions=s.partitions, data_dir=s.data_dir,
+                         standby_replicas=0 if store.startswith("memory:") else 1)
     bus = KafkaBus(s.bootstrap, topics=s.topics, client_id=f"{s.app_id}-streams")
     views = {d: RedisCurrentView(s.redis_url, dataset=d, namespace=s.namespace) for d in datasets}
     updater = ViewUpdater(s.bootstrap, s.topics.changes, f"{s.app_id}-view", views)

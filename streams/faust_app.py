@@ -12,8 +12,14 @@ are changelog-backed (`rocksdb://` in production, `memory://` in tests) and rebu
 A message that cannot be read (not JSON, wrong type, missing fields) is dead-lettered to `dlq.<topic>` with the
 reason, and the batch goes on.
 
+Batches come from `noack_take` and are acked by hand once processed (`take_events` acks in a `finally`, so a
+batch cut short by a cancellation would be committed unprocessed), and each partition is processed in order and
+without holes whatever faust's consumer delivers around a rebalance (`kafka_positions.Positions`).
+
 faust reads the changelog partition of a table write from the *current event*; a batch holds events of several
-partitions, so each staged write is applied with its own event made current (`_as_current`).
+partitions, so each staged write is applied with its own event made current (`_as_current`). The table writes of
+a batch are acknowledged on the changelog before the batch's events are acked (`Staged.commit`), so offsets never
+get committed ahead of the state they produced.
 """
 
 from __future__ import annotations
@@ -23,13 +29,14 @@ import contextlib
 import logging
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import faust
 from faust.streams import _current_event
+from faust.types import TP
 
 from core.codec import (
     CHANGE,
@@ -45,9 +52,10 @@ from core.codec import (
 )
 from core.errors import EnvelopeError
 from core.model import Change, Delivery
-from streams.bus.kafka import KafkaBus, Outgoing
+from streams.bus.kafka import COMPACTED, KafkaBus, Outgoing, TopicSpec, ensure_topics, start_offsets
 from streams.kafka_diff import PartitionDiff, RecordMessage, SnapshotEnd
 from streams.kafka_index import SubscriptionFeed
+from streams.kafka_positions import Positions
 
 log = logging.getLogger(__name__)
 
@@ -112,15 +120,26 @@ class Staged:
             if key.startswith(prefix) and key not in seen and value is not _DELETED:
                 yield key, value
 
-    def commit(self) -> int:
+    def commit(self) -> list[Any]:
+        """Apply the staged writes to the table's store and send them to its changelog, each to the partition of
+        the event that made it; the changelog futures, resolved once Kafka acknowledged each write.
+
+        This is what `table[key] = value` does (faust's Table.on_key_set) minus the sensors, keeping the futures:
+        faust buffers changelog writes and its flush before an offset commit may give up early under load, so the
+        worker waits on these futures before acking the batch (see Streams.diff_batch).
+        """
         writes, self._writes = self._writes, {}
+        futures = []
         for key, (event, value) in writes.items():
-            with _as_current(event):
+            partition = event.message.partition
+            with _as_current(event):  # stores that shard by partition (rocksdb) read it from the current event
                 if value is _DELETED:
-                    self.table.pop(key, None)
+                    self.table.data.pop(key, None)
+                    futures.append(self.table.send_changelog(partition, key, None, value_serializer="raw"))
                 else:
-                    self.table[key] = value
-        return len(writes)
+                    self.table.data[key] = value
+                    futures.append(self.table.send_changelog(partition, key, value))
+        return futures
 
 
 def change_envelope(change: Change) -> Envelope:
@@ -144,6 +163,10 @@ class Streams:
         self.records = self._table("records", "last version of every record key, per source")
         self.groups = self._table("groups", "record keys of every entity, per source")
         self.processed = 0
+        self.positions = Positions(time.monotonic)
+        self._assigned = asyncio.Event()
+        topics = bus.topics
+        self._sources = {*(topics.records(d) for d in conf.datasets), topics.changes}
         self._wire()
 
     def _app(self) -> faust.App:
@@ -169,16 +192,49 @@ class Streams:
         self.app.agent(source, name="diff")(self._diff_agent)
         self.app.agent(changes, name="match")(self._match_agent)
         self.app.task(self._run_feed)
+        self.app.on_partitions_revoked.connect(self._on_revoked)
+        self.app.on_partitions_assigned.connect(self._on_assigned)
         self.app.timer(5.0, name="heartbeat")(self._beat)
 
     async def _diff_agent(self, stream: Any) -> None:
-        async for events in stream.take_events(self.conf.batch, within=self.conf.within):
-            await self.diff_batch(events)
+        async for events in stream.noack_take(self.conf.batch, within=self.conf.within):
+            await self._batch(stream, events, self.diff_batch)
 
     async def _match_agent(self, stream: Any) -> None:
         await self.feed.ready.wait()
-        async for events in stream.take_events(self.conf.batch, within=self.conf.within):
-            await self.match_batch(events)
+        async for events in stream.noack_take(self.conf.batch, within=self.conf.within):
+            await self._batch(stream, events, self.match_batch)
+
+    async def _batch(self, stream: Any, events: Sequence[Any],
+                     process: Callable[[Sequence[Any]], Awaitable[None]]) -> None:
+        """Process, then ack, the events that come next in their partition (see kafka_positions.py)."""
+        await self._assigned.wait()
+        admitted = self.positions.admit(events)
+        try:
+            if admitted.events:
+                await process(admitted.events)
+        except Exception:
+            await self._seek(self.positions.rewind(admitted.events))
+            raise
+        for event in admitted.events:
+            await stream.ack(event)
+        await self._seek(admitted.seeks)
+
+    async def _seek(self, seeks: Mapping[tuple[str, int], int]) -> None:
+        for (topic, partition), offset in seeks.items():
+            log.info("reading %s[%d] again from %d", topic, partition, offset,
+                     extra={"topic": topic, "partition": partition})
+            await self.app.consumer.seek(TP(topic, partition), offset)
+
+    async def _on_revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        """faust sends this once the in-flight events are acked: hold the agents until the new assignment."""
+        self._assigned.clear()
+
+    async def _on_assigned(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        assigned = args[0] if args else kwargs.get("assigned", ())
+        ours = [(tp.topic, tp.partition) for tp in assigned if tp.topic in self._sources]
+        self.positions.reset(await start_offsets(self.bus.bootstrap, self.conf.app_id, ours))
+        self._assigned.set()
 
     async def _run_feed(self) -> None:
         await self.bus.start()
@@ -201,8 +257,9 @@ class Streams:
             records.event = groups.event = event
             out += self._guarded(event.message, lambda m: self._diff_one(diff, m))
         await self.bus.send_all(out)
-        records.commit()
-        groups.commit()
+        written = records.commit() + groups.commit()
+        if written:  # the state is durable before the batch's events are acked (and their offsets committed)
+            await asyncio.gather(*written)
         self.processed += len(events)
 
     def _diff_one(self, diff: PartitionDiff, message: Any) -> list[Outgoing]:
@@ -240,10 +297,18 @@ class Streams:
                           extra={"topic": message.topic, "partition": message.partition})
             return [self.bus.dead_letter(message, f"processing failed: {type(exc).__name__}: {exc}")]
 
+    def changelog_specs(self) -> list[TopicSpec]:
+        """The tables' changelog topics, made (compacted, with every partition led) before faust starts: two
+        workers starting together could otherwise see a just-created changelog with 0 partitions in their
+        metadata, which faust's partition check turns into a crash loop of the diff agent."""
+        return [TopicSpec(table.changelog_topic_name, self.conf.partitions, COMPACTED)
+                for table in (self.records, self.groups)]
+
     async def run(self) -> None:
         """Serve until SIGINT/SIGTERM, as `faust worker` would, without faust's command line."""
         worker = faust.Worker(self.app, override_logging=False, quiet=True, redirect_stdouts=False,
                               loop=asyncio.get_running_loop())
+        await ensure_topics(self.bus.bootstrap, self.changelog_specs())
         await self.bus.start()
         try:
             await worker.start()  # returns once the worker stops (a signal, or a crash)

@@ -5,8 +5,9 @@ snapshot with a marker on every partition. The diff task of a partition therefor
 of a snapshot it owns and then the marker saying "that was all of it" (see producers/kafka_publisher.py for
 the message shapes). State lives in two key/value views (faust Tables in the worker, dicts in tests):
 
-    records  "<source>\\x1f<key>"    → {"r": record dict, "s": snapshot last seen in, "p": partition,
-                                        "b": the record before that snapshot (absent: same as "r"; None: new)}
+    records  "<source>\\x1f<key>"    → {"r": record dict, "s": snapshot last seen in, "t": that snapshot's time,
+                                        "p": partition, "b": the record before that snapshot (absent: same as "r";
+                                        None: new)}
     groups   "<source>\\x1f<entity>" → sorted record keys of the entity (a key that changed entity may linger)
 
 `"b"` keeps the state *before* the current snapshot readable while the snapshot streams in, so `created` kinds
@@ -18,6 +19,14 @@ change (so the state is `core.diff.apply`'s, stale fields and entity included); 
 of its partition and source not seen in its snapshot with `core.diff.removal` (aged_out below the marker's
 floor). An incomplete marker removes nothing. Baseline records and markers update the state and emit nothing.
 The caller must publish the returned changes durably *before* it commits the staged state.
+
+Replays are harmless. After a crash or a rebalance the state (changelog) can be ahead of the committed offsets,
+so messages of an *older* snapshot may come again: a record older than the snapshot its key was last seen in is
+ignored, and a marker only removes keys last seen in an older snapshot than its own ("t", the producer's poll
+time, orders the snapshots of a source). A removed key stays as a removal entry ({"x": 1, "s", "t", "p"}) until
+the next complete marker of its partition, so a replayed older record cannot bring it back. A redelivery within
+the same snapshot changes nothing either. (Exact as long as committed offsets lag by less than one snapshot
+period; they lag by about a second.)
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ from core.model import Change, Record
 from core.profiles import Profile, profile_for
 
 SEP = "\x1f"
+REMOVED = "x"  # an entry with this field is a removal marker: {"x": 1, "s", "t", "p"}
 Entry = dict[str, Any]
 
 
@@ -97,7 +107,7 @@ def _flag(value: Any) -> bool:
 
 def _before_snapshot(entry: Entry | None, snapshot: str) -> Any:
     """The record dict as it was before `snapshot` (None: the key did not exist then)."""
-    if entry is None:
+    if entry is None or REMOVED in entry:
         return None
     if entry["s"] != snapshot:
         return entry["r"]
@@ -116,47 +126,56 @@ class PartitionDiff:
         record = msg.record
         key = f"{msg.source}{SEP}{record.key}"
         entry: Entry | None = self.records.get(key)
+        if entry is not None and entry["s"] != msg.snapshot and entry["t"] > msg.at.timestamp():
+            return None  # a replayed record of an older snapshot: the state is already past it
+        if entry is not None and REMOVED in entry:
+            entry = None  # removed by an earlier snapshot: the key is new again
         if entry is not None and entry["r"]["fingerprint"] == record.fingerprint:
-            self._seen(key, entry, msg.snapshot, partition)
+            self._seen(key, entry, msg, partition)
             return None
         before = None if entry is None else record_from_dict(entry["r"])
         profile = self._profiles(record.dataset)
         last = self._latest_before(msg, profile) if before is None else None
         change = diff_one(before, record, at=msg.at, version=msg.version, profile=profile, last_in_group=last)
         if change is None and entry is not None:  # nothing that matters moved: the state keeps its record
-            self._seen(key, entry, msg.snapshot, partition)
+            self._seen(key, entry, msg, partition)
             return None
         self.records.put(key, self._stored(entry, msg, partition))
         self._move(msg.source, before, record)
         return None if msg.baseline else change
 
     def on_end(self, end: SnapshotEnd, partition: int) -> list[Change]:
+        """Remove the keys of `partition` last seen in an older snapshot; a removal leaves a marker entry for one
+        snapshot period, so that a replay of older messages cannot bring the key back."""
         if not end.complete:
             return []
-        profile = self._profiles(end.dataset)
-        stale = [(key, entry) for key, entry in self.records.scan(f"{end.source}{SEP}")
-                 if entry["p"] == partition and entry["s"] != end.snapshot]
+        profile, at = self._profiles(end.dataset), end.at.timestamp()
         changes = []
-        for key, entry in stale:
+        for key, entry in list(self.records.scan(f"{end.source}{SEP}")):
+            if entry["p"] != partition or entry["s"] == end.snapshot or entry["t"] >= at:
+                continue
+            if REMOVED in entry:
+                self.records.delete(key)  # removed a snapshot ago: no replay reaches back that far
+                continue
             before = record_from_dict(entry["r"])
-            self.records.delete(key)
+            self.records.put(key, {REMOVED: 1, "s": end.snapshot, "t": at, "p": partition})
             self._leave_group(end.source, before)
             if not end.baseline:
                 changes.append(removal(before, at=end.at, version=end.version, profile=profile, floor=end.floor))
         return changes
 
-    def _seen(self, key: str, entry: Entry, snapshot: str, partition: int) -> None:
-        """An unchanged record: the stored one stays (as in the embedded state), now seen in `snapshot`."""
-        if entry["s"] == snapshot and entry["p"] == partition:
+    def _seen(self, key: str, entry: Entry, msg: RecordMessage, partition: int) -> None:
+        """An unchanged record: the stored one stays (as in the embedded state), now seen in `msg`'s snapshot."""
+        if entry["s"] == msg.snapshot and entry["p"] == partition:
             return  # seen already in this snapshot: a redelivery
-        if entry["s"] == snapshot:
+        if entry["s"] == msg.snapshot:
             self.records.put(key, {**entry, "p": partition})
         else:
-            self.records.put(key, {"r": entry["r"], "s": snapshot, "p": partition})
+            self.records.put(key, {"r": entry["r"], "s": msg.snapshot, "t": msg.at.timestamp(), "p": partition})
 
     @staticmethod
     def _stored(entry: Entry | None, msg: RecordMessage, partition: int) -> Entry:
-        new: Entry = {"r": record_to_dict(msg.record), "s": msg.snapshot, "p": partition}
+        new: Entry = {"r": record_to_dict(msg.record), "s": msg.snapshot, "t": msg.at.timestamp(), "p": partition}
         before = _before_snapshot(entry, msg.snapshot)
         if before is None or before["fingerprint"] != msg.record.fingerprint:
             new["b"] = before

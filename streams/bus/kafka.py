@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
@@ -240,3 +240,23 @@ def _led(topic: Mapping[str, Any]) -> bool:
     partitions = topic.get("partitions") or []
     return topic.get("error_code") == 0 and bool(partitions) and all(
         p.get("error_code") == 0 and p.get("leader", -1) >= 0 for p in partitions)
+
+
+async def start_offsets(bootstrap: str, group: str,
+                        partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    """Where consumer group `group` resumes each partition: its committed offset, else the start of the log."""
+    tps = [TopicPartition(topic, partition) for topic, partition in partitions]
+    if not tps:
+        return {}
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await admin.start()
+    await consumer.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+        beginning = await consumer.beginning_offsets(tps)
+    finally:
+        await consumer.stop()
+        await admin.close()
+    found = {tp: committed[tp].offset for tp in tps if tp in committed and committed[tp].offset >= 0}
+    return {(tp.topic, tp.partition): max(found.get(tp, 0), beginning[tp]) for tp in tps}

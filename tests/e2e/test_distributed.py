@@ -17,12 +17,13 @@ import os
 import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 from redis.asyncio import Redis
@@ -96,8 +97,10 @@ class Deployment:
         }
 
     async def start(self, name: str, *args: str) -> asyncio.subprocess.Process:
+        """Start `vigie *args` as role process `name`, with its own data directory and log file."""
         log = (self.workdir / f"{name}.log").open("ab")
-        proc = await asyncio.create_subprocess_exec(str(VIGIE), *args, env=self.env(), stdout=log, stderr=log,
+        env = {**self.env(), "VIGIE_DATA_DIR": str(self.workdir / "data" / name)}
+        proc = await asyncio.create_subprocess_exec(str(VIGIE), *args, env=env, stdout=log, stderr=log,
                                                     cwd=self.workdir)
         log.close()
         self.procs[name] = proc
@@ -145,6 +148,16 @@ class Deployment:
         finally:
             await store.aclose()
 
+    async def produced(self, topic: str) -> int:
+        """How many messages `topic` holds (the sum of its end offsets)."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap)
+        await consumer.start()
+        try:
+            ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(PARTITIONS)])
+        finally:
+            await consumer.stop()
+        return sum(ends.values())
+
     async def lag(self, group: str, topic: str) -> int:
         """Messages of `topic` not yet committed by consumer group `group`."""
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
@@ -155,8 +168,6 @@ class Deployment:
             partitions = [TopicPartition(topic, p["partition"]) for p in described[0]["partitions"]]
         finally:
             await admin.close()
-        from aiokafka import AIOKafkaConsumer
-
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap)
         await consumer.start()
         try:
@@ -168,12 +179,17 @@ class Deployment:
     async def drained(self, pairs: Iterable[tuple[str, str]], deadline_s: float = 60.0) -> None:
         """Until every (group, topic) has committed everything: the pipeline is idle. Polled: Kafka has no event
         for "a group caught up"."""
-        async with asyncio.timeout(deadline_s):
-            for group, topic in pairs:
-                for _ in iter(int, 1):  # until caught up; the timeout above bounds it
-                    if await self.lag(group, topic) == 0:
-                        break
-                    await asyncio.sleep(0.2)
+        pending = list(pairs)
+        try:
+            async with asyncio.timeout(deadline_s):
+                while pending:
+                    if await self.lag(*pending[0]) == 0:
+                        pending.pop(0)
+                    else:
+                        await asyncio.sleep(0.2)
+        except TimeoutError:
+            lags = {f"{group} on {topic}": await self.lag(group, topic) for group, topic in pending}
+            raise AssertionError(f"not drained within {deadline_s}s: {lags}\n{self.logs()}") from None
 
     async def cleanup(self) -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
@@ -300,3 +316,53 @@ async def test_pipeline_delivers_what_the_embedded_runtime_delivers(
     assert len(got) == len(set(got))
     assert set(got) == expected
     assert receiver.rejected == 0
+
+
+async def until(condition: Callable[[], Awaitable[bool]], what: str, deadline_s: float = 60.0) -> None:
+    """Poll `condition` (Kafka offsets and process states have no events to wait on) until true, or fail."""
+    try:
+        async with asyncio.timeout(deadline_s):
+            while not await condition():  # noqa: ASYNC110 - bounded by the timeout, polls a remote state
+                await asyncio.sleep(0.1)
+    except TimeoutError:
+        raise AssertionError(f"{what}: not within {deadline_s}s") from None
+
+
+async def test_scale_out_survives_a_killed_worker_and_a_killed_notifier(
+        deployment: Deployment, portal: FakePortal, receiver: WebhookReceiver, story: DemoStory,
+        tmp_path: Path) -> None:
+    subscriptions = subscriptions_for(receiver)
+    expected = await embedded_alerts(tmp_path, portal, story, subscriptions)
+    await deployment.subscribe(subscriptions)
+    for name in ("streams-1", "streams-2"):
+        await deployment.start(name, "streams", "worker")
+    for name in ("notifier-1", "notifier-2"):
+        await deployment.start(name, "notifier", "--channel", "webhook")
+    url = portal.url_for(DATASET_ID)
+    portal.publish(DATASET_ID, story.first.rows, modified=story.first.modified)
+    await deployment.produce_once(url)
+    portal.publish(DATASET_ID, story.second.rows, modified=story.second.modified)
+    await deployment.produce_once(url)
+
+    changes = f"{deployment.prefix}changes"
+    await until(lambda: _more_than(deployment.produced(changes), 0), "the diff agents emit changes")
+    deployment.kill("streams-1")
+    await until(lambda: _true(len(receiver.received) >= 50), "the first alerts arrive")
+    deployment.kill("notifier-1")
+    await wait_for_alerts(deployment, receiver, len(expected), timeout=150)
+    await deployment.drained(idle_pairs(deployment))
+
+    got = received(receiver)
+    assert len(got) == len(set(got)), "the receiver stores each webhook-id once"
+    assert set(got) == expected
+    assert deployment.procs["streams-2"].returncode is None
+    assert deployment.procs["notifier-2"].returncode is None
+    print(f"redeliveries absorbed by the receiver's dedupe: {receiver.duplicates}")
+
+
+async def _more_than(value: Awaitable[int], floor: int) -> bool:
+    return await value > floor
+
+
+async def _true(value: bool) -> bool:
+    return value
