@@ -12,9 +12,10 @@ are changelog-backed (`rocksdb://` in production, `memory://` in tests) and rebu
 A message that cannot be read (not JSON, wrong type, missing fields) is dead-lettered to `dlq.<topic>` with the
 reason, and the batch goes on.
 
-Batches come from `noack_take` and are acked by hand once processed (`take_events` acks in a `finally`, so a
-batch cut short by a cancellation would be committed unprocessed), and each partition is processed in order and
-without holes whatever faust's consumer delivers around a rebalance (`kafka_positions.Positions`).
+Offsets of the agents' topics are the worker's business, not faust's: they are read with `noack_take` from topics
+with `acks=False`, processed in order and without holes whatever faust's consumer delivers around a rebalance,
+and committed by the worker once processed (`kafka_positions.Positions`): faust's own commit bookkeeping was seen
+to commit past unprocessed records across rebalances.
 
 faust reads the changelog partition of a table write from the *current event*; a batch holds events of several
 partitions, so each staged write is applied with its own event made current (`_as_current`). The table writes of
@@ -164,6 +165,7 @@ class Streams:
         self.groups = self._table("groups", "record keys of every entity, per source")
         self.processed = 0
         self.positions = Positions(time.monotonic)
+        self._committed: dict[tuple[str, int], int] = {}
         self._assigned = asyncio.Event()
         topics = bus.topics
         self._sources = {*(topics.records(d) for d in conf.datasets), topics.changes}
@@ -186,28 +188,30 @@ class Streams:
 
     def _wire(self) -> None:
         topics = self.bus.topics
+        # acks=False: faust does not commit these topics; the worker commits what it processed (kafka_positions.py)
         source = self.app.topic(*(topics.records(d) for d in self.conf.datasets), key_type=bytes, value_type=bytes,
-                                partitions=self.conf.partitions)
-        changes = self.app.topic(topics.changes, key_type=bytes, value_type=bytes, partitions=self.conf.partitions)
+                                partitions=self.conf.partitions, acks=False)
+        changes = self.app.topic(topics.changes, key_type=bytes, value_type=bytes, partitions=self.conf.partitions,
+                                 acks=False)
         self.app.agent(source, name="diff")(self._diff_agent)
         self.app.agent(changes, name="match")(self._match_agent)
         self.app.task(self._run_feed)
         self.app.on_partitions_revoked.connect(self._on_revoked)
         self.app.on_partitions_assigned.connect(self._on_assigned)
         self.app.timer(5.0, name="heartbeat")(self._beat)
+        self.app.timer(self.conf.commit_interval, name="commit")(self._commit)
 
     async def _diff_agent(self, stream: Any) -> None:
         async for events in stream.noack_take(self.conf.batch, within=self.conf.within):
-            await self._batch(stream, events, self.diff_batch)
+            await self._batch(events, self.diff_batch)
 
     async def _match_agent(self, stream: Any) -> None:
         await self.feed.ready.wait()
         async for events in stream.noack_take(self.conf.batch, within=self.conf.within):
-            await self._batch(stream, events, self.match_batch)
+            await self._batch(events, self.match_batch)
 
-    async def _batch(self, stream: Any, events: Sequence[Any],
-                     process: Callable[[Sequence[Any]], Awaitable[None]]) -> None:
-        """Process, then ack, the events that come next in their partition (see kafka_positions.py)."""
+    async def _batch(self, events: Sequence[Any], process: Callable[[Sequence[Any]], Awaitable[None]]) -> None:
+        """Process the events that come next in their partition, then mark them committable (kafka_positions.py)."""
         await self._assigned.wait()
         admitted = self.positions.admit(events)
         try:
@@ -216,9 +220,17 @@ class Streams:
         except Exception:
             await self._seek(self.positions.rewind(admitted.events))
             raise
-        for event in admitted.events:
-            await stream.ack(event)
+        self.positions.processed(admitted.events)
         await self._seek(admitted.seeks)
+
+    async def _commit(self) -> None:
+        """Commit the processed positions of the agents' partitions (faust's own commits skip acks=False topics)."""
+        offsets = self.positions.committable(self._committed)
+        if not offsets or not self._assigned.is_set():
+            return
+        consumer: Any = self.app.consumer  # faust's public commit() only commits acked events, hence _commit
+        if await consumer._commit({TP(t, p): o for (t, p), o in offsets.items()}):
+            self._committed.update(offsets)
 
     async def _seek(self, seeks: Mapping[tuple[str, int], int]) -> None:
         for (topic, partition), offset in seeks.items():
@@ -227,13 +239,16 @@ class Streams:
             await self.app.consumer.seek(TP(topic, partition), offset)
 
     async def _on_revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        """faust sends this once the in-flight events are acked: hold the agents until the new assignment."""
+        """faust sends this once the streams are idle: commit what was processed, hold the agents until the new
+        assignment."""
+        await self._commit()
         self._assigned.clear()
 
     async def _on_assigned(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         assigned = args[0] if args else kwargs.get("assigned", ())
         ours = [(tp.topic, tp.partition) for tp in assigned if tp.topic in self._sources]
         self.positions.reset(await start_offsets(self.bus.bootstrap, self.conf.app_id, ours))
+        self._committed = dict(self.positions.done)
         self._assigned.set()
 
     async def _run_feed(self) -> None:

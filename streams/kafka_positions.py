@@ -7,12 +7,14 @@ partition was sought back to its committed offset; they move faust's read offset
 record is then dropped as already read, and the commit jumps over it. Observed on a real broker with two workers:
 a record of the baseline never reached the diff state, and the next snapshot announced it as new.
 
-`Positions` closes that: for every partition of the agents' topics it knows the next offset to process in the
-current assignment (the group's committed offset, or the start of the log), and an agent processes an event only
-when it is that offset. An earlier offset was processed already and is skipped; a later one means a hole: the
-partition is read again from the expected offset, and the events behind the hole wait for their turn. Offsets
-that no longer exist (retention) are given up after a few attempts. The class is pure; faust_app.py wires it to
-the rebalance signals and to `Consumer.seek`.
+So the worker does not let faust commit the agents' topics at all (their faust topics have `acks=False`) and
+commits them itself from `Positions`: for every partition of the current assignment it knows the next offset to
+process (the group's committed offset, or the start of the log) and the next offset *processed* (`done`, what gets
+committed). An agent processes an event only when it is the expected offset. An earlier offset was processed
+already and is skipped; a later one means a hole: the partition is read again from the expected offset (faust's
+consumer may need a few seeks while records fetched before the first one drain), and the events behind the hole
+wait for their turn. Offsets that no longer exist (retention) are given up after `MAX_SEEKS` attempts, loudly.
+The class is pure; faust_app.py wires it to the rebalance signals, `Consumer.seek` and the offset commits.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 Partition = tuple[str, int]
-MAX_SEEKS = 3
+MAX_SEEKS = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,14 +48,23 @@ class Positions:
     """The next offset to process, per partition of the current assignment."""
 
     clock: Callable[[], float]
-    reseek_after: float = 5.0
+    reseek_after: float = 2.0
     expected: dict[Partition, int] = field(default_factory=dict)
+    done: dict[Partition, int] = field(default_factory=dict)
     _pending: dict[Partition, _Pending] = field(default_factory=dict)
 
     def reset(self, expected: Mapping[Partition, int]) -> None:
         """A new assignment: these partitions, from these offsets."""
         self.expected = dict(expected)
+        self.done = dict(expected)
         self._pending.clear()
+
+    def processed(self, events: Iterable[Any]) -> None:
+        """`events` (admitted ones) are fully processed: their offsets may be committed."""
+        for event in events:
+            tp = (event.message.topic, event.message.partition)
+            if tp in self.done:
+                self.done[tp] = max(self.done[tp], event.message.offset + 1)
 
     def admit(self, events: Iterable[Any]) -> Admitted:
         """The events to process now, in order, and the partitions to read again from an offset."""
@@ -79,8 +90,8 @@ class Positions:
             pending = self._pending.get(tp)
             if pending is None or pending.seeks < MAX_SEEKS:
                 return "hole"
-            log.warning("offsets %d-%d of %s[%d] are no longer readable: going on from %d", expected, offset - 1,
-                        tp[0], tp[1], offset, extra={"topic": tp[0], "partition": tp[1]})
+            log.error("offsets %d-%d of %s[%d] did not come back after %d seeks: going on from %d", expected,
+                      offset - 1, tp[0], tp[1], MAX_SEEKS, offset, extra={"topic": tp[0], "partition": tp[1]})
         self.expected[tp] = offset + 1
         self._pending.pop(tp, None)
         return "accept"
@@ -105,3 +116,7 @@ class Positions:
             if tp in self.expected:
                 self.expected[tp] = min(self.expected[tp], offset)
         return seeks
+
+    def committable(self, last: Mapping[Partition, int]) -> dict[Partition, int]:
+        """The processed positions that moved since `last` (what was committed before)."""
+        return {tp: offset for tp, offset in self.done.items() if last.get(tp) != offset}
