@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.streams import _current_event
@@ -61,6 +62,7 @@ from streams.kafka_positions import Positions
 log = logging.getLogger(__name__)
 
 ENVELOPE_SOURCE = "/vigie/streams"
+STALL_S = 10.0
 _DELETED = object()
 
 
@@ -167,6 +169,7 @@ class Streams:
         self.positions = Positions(time.monotonic)
         self._committed: dict[tuple[str, int], int] = {}
         self._assigned = asyncio.Event()
+        self._positioning: asyncio.Future[None] | None = None
         topics = bus.topics
         self._sources = {*(topics.records(d) for d in conf.datasets), topics.changes}
         self._wire()
@@ -199,7 +202,7 @@ class Streams:
         self.app.on_partitions_revoked.connect(self._on_revoked)
         self.app.on_partitions_assigned.connect(self._on_assigned)
         self.app.timer(5.0, name="heartbeat")(self._beat)
-        self.app.timer(self.conf.commit_interval, name="commit")(self._commit)
+        self.app.timer(self.conf.commit_interval, name="commit")(self._commit_timer)
 
     async def _diff_agent(self, stream: Any) -> None:
         async for events in stream.noack_take(self.conf.batch, within=self.conf.within):
@@ -223,10 +226,27 @@ class Streams:
         self.positions.processed(admitted.events)
         await self._seek(admitted.seeks)
 
+    async def _commit_timer(self) -> None:
+        try:
+            await self._commit()
+        except Exception:  # a commit that fails is retried on the next tick; a crash would stop the worker
+            log.exception("committing the agents' offsets failed")
+
+    def _highwater(self, tp: tuple[str, int]) -> int | None:
+        try:
+            found: int | None = cast(Any, self.app.consumer).highwater(TP(*tp))
+        except (AssertionError, KeyError):  # not assigned any more
+            return None
+        return found
+
     async def _commit(self) -> None:
-        """Commit the processed positions of the agents' partitions (faust's own commits skip acks=False topics)."""
+        """Commit the processed positions of the agents' partitions (faust's own commits skip acks=False topics);
+        read again a partition whose records stopped coming while some wait."""
+        if not self._assigned.is_set():
+            return
+        await self._seek(self.positions.stalled(self._highwater, after=STALL_S))
         offsets = self.positions.committable(self._committed)
-        if not offsets or not self._assigned.is_set():
+        if not offsets:
             return
         consumer: Any = self.app.consumer  # faust's public commit() only commits acked events, hence _commit
         if await consumer._commit({TP(t, p): o for (t, p), o in offsets.items()}):
@@ -241,15 +261,33 @@ class Streams:
     async def _on_revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         """faust sends this once the streams are idle: commit what was processed, hold the agents until the new
         assignment."""
-        await self._commit()
+        if self._positioning is not None:
+            self._positioning.cancel()
+        try:
+            await self._commit()
+        except Exception:  # the partitions are leaving: whoever gets them reprocesses from the last commit
+            log.exception("cannot commit before the rebalance")
         self._assigned.clear()
 
     async def _on_assigned(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        """Learn where the group stands on the new partitions, then let the agents go. An exception here would
+        crash the app (faust's rebalance handler), so broker trouble is retried in the background instead."""
         assigned = args[0] if args else kwargs.get("assigned", ())
         ours = [(tp.topic, tp.partition) for tp in assigned if tp.topic in self._sources]
-        self.positions.reset(await start_offsets(self.bus.bootstrap, self.conf.app_id, ours))
-        self._committed = dict(self.positions.done)
-        self._assigned.set()
+        self._positioning = asyncio.ensure_future(self._position(ours))
+
+    async def _position(self, partitions: list[tuple[str, int]]) -> None:
+        for attempt in itertools.count(1):
+            try:
+                offsets = await start_offsets(self.bus.bootstrap, self.conf.app_id, partitions)
+            except Exception:  # broker trouble during a rebalance: try again, the agents wait meanwhile
+                log.exception("cannot read the committed offsets (attempt %d); trying again", attempt)
+                await asyncio.sleep(min(attempt, 10))
+                continue
+            self.positions.reset(offsets)
+            self._committed = dict(self.positions.done)
+            self._assigned.set()
+            return
 
     async def _run_feed(self) -> None:
         await self.bus.start()

@@ -52,19 +52,36 @@ class Positions:
     expected: dict[Partition, int] = field(default_factory=dict)
     done: dict[Partition, int] = field(default_factory=dict)
     _pending: dict[Partition, _Pending] = field(default_factory=dict)
+    _moved: dict[Partition, float] = field(default_factory=dict)
 
     def reset(self, expected: Mapping[Partition, int]) -> None:
         """A new assignment: these partitions, from these offsets."""
         self.expected = dict(expected)
         self.done = dict(expected)
         self._pending.clear()
+        now = self.clock()
+        self._moved = dict.fromkeys(expected, now)
 
     def processed(self, events: Iterable[Any]) -> None:
         """`events` (admitted ones) are fully processed: their offsets may be committed."""
+        now = self.clock()
         for event in events:
             tp = (event.message.topic, event.message.partition)
             if tp in self.done:
                 self.done[tp] = max(self.done[tp], event.message.offset + 1)
+                self._moved[tp] = now
+
+    def stalled(self, highwater: Callable[[Partition], int | None], after: float) -> dict[Partition, int]:
+        """Partitions with records waiting that made no progress for `after` seconds (a fetch that went quiet
+        after a rebalance): the offsets to read them again from. Each is reported once per `after` seconds."""
+        now, found = self.clock(), {}
+        for tp, done in self.done.items():
+            end = highwater(tp)
+            if end is not None and end > done and now - self._moved.get(tp, now) >= after:
+                found[tp] = self.expected[tp] = done
+                self._pending.pop(tp, None)
+                self._moved[tp] = now
+        return found
 
     def admit(self, events: Iterable[Any]) -> Admitted:
         """The events to process now, in order, and the partitions to read again from an offset."""

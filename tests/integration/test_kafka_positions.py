@@ -86,3 +86,18 @@ def test_a_failed_batch_is_expected_again() -> None:
     assert positions.rewind(admitted.events) == {(TOPIC, 0): 0}
     assert offsets(positions.admit(events(0, 0, 1)).events) == [(0, 0), (0, 1)]
     assert positions.committable({(TOPIC, 0): 0}) == {}
+
+
+def test_a_partition_whose_records_stopped_coming_is_read_again_once_per_period() -> None:
+    clock = Clock()
+    positions = Positions(clock)
+    positions.reset({(TOPIC, 0): 4, (TOPIC, 1): 0})
+    positions.processed(positions.admit(events(0, 4, 5)).events)
+    highwater = {(TOPIC, 0): 9, (TOPIC, 1): 0}.get
+    clock.now = 5.0
+    assert positions.stalled(highwater, after=10.0) == {}
+    clock.now = 10.0
+    assert positions.stalled(highwater, after=10.0) == {(TOPIC, 0): 6}  # partition 1 has nothing waiting
+    clock.now = 15.0
+    assert positions.stalled(highwater, after=10.0) == {}
+    assert offsets(positions.admit(events(0, 6)).events) == [(0, 6)]
