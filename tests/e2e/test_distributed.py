@@ -28,7 +28,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 from redis.asyncio import Redis
 
-from core.geo import AdminArea, Circle, Everywhere, Point
+from core.geo import AdminArea, Area, Circle, Everywhere, Point
 from core.model import Filter, Subscription
 from notifiers.webhook import new_secret
 from runtime.demo.portal import FakePortal
@@ -235,7 +235,7 @@ async def portal() -> AsyncIterator[FakePortal]:
 
 def subscriptions_for(receiver: WebhookReceiver) -> list[Subscription]:
     """Every area and filter shape, each to its own endpoint of the receiver."""
-    specs = [
+    specs: list[tuple[str, Area, Filter]] = [
         ("sub_all", Everywhere(), Filter()),
         ("sub_paris", Circle(Point(48.8566, 2.3522), 5_000), Filter()),
         ("sub_rhone", AdminArea("departement", "69"), Filter()),

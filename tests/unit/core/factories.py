@@ -26,7 +26,7 @@ def record(profile: Profile, key: str, fields: dict[str, Any], *, group: str = "
                   group=group, rating=rating_of(fields.get(LABEL)))
 
 
-def inspection(key: str, *, entity: str = "e1", date: str = "2025-03-01", rating: int | None = 2,
+def inspection(key: str, *, entity: str = "e1", date: str | None = "2025-03-01", rating: int | None = 2,
                point: Point | None = PARIS, admin: AdminCodes = PARIS_ADMIN, **extra: Any) -> Record:
     """An Alim'Confiance inspection with the canonical display fields."""
     fields: dict[str, Any] = {

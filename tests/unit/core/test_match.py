@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.geo import AdminArea, AdminCodes, BBox, Circle, Everywhere, Point, Polygon
+from core.geo import AdminArea, AdminCodes, Area, BBox, Circle, Everywhere, Point, Polygon
 from core.match import GridIndex, Matcher, brute_force, concerns
 from core.model import Change, Filter, Subscription
 from tests.unit.core import strategies as s
 from tests.unit.core.factories import LYON, PARIS, PARIS_ADMIN, created, inspection, removed, subscription, updated
 
 PROPERTY = settings(deadline=None, max_examples=300)
-grid = st.fixed_dictionaries({"cell_deg": st.sampled_from((0.05, 0.1, 1.0, 7.5)),
-                              "max_cells": st.sampled_from((1, 16, 400))})
+
+
+@dataclass(frozen=True, slots=True)
+class Grid:
+    """GridIndex options: the grid step and the cap on cells per area."""
+
+    cell_deg: float
+    max_cells: int
+
+    def index(self, subs: list[Subscription]) -> GridIndex:
+        return GridIndex(subs, cell_deg=self.cell_deg, max_cells=self.max_cells)
+
+
+grid = st.builds(Grid, cell_deg=st.sampled_from((0.05, 0.1, 1.0, 7.5)), max_cells=st.sampled_from((1, 16, 400)))
 
 
 def latest(subs: list[Subscription]) -> dict[str, Subscription]:
@@ -25,8 +39,8 @@ def latest(subs: list[Subscription]) -> dict[str, Subscription]:
 @PROPERTY
 @given(subs=st.lists(s.subscriptions(), max_size=12), changes=st.lists(s.changes(), min_size=1, max_size=4),
        options=grid)
-def test_index_equals_brute_force(subs: list[Subscription], changes: list[Change], options: dict[str, float]) -> None:
-    index = GridIndex(subs, **options)  # type: ignore[arg-type]
+def test_index_equals_brute_force(subs: list[Subscription], changes: list[Change], options: Grid) -> None:
+    index = options.index(subs)
     held = latest(subs)
     assert len(index) == len(held)
     for change in changes:
@@ -39,9 +53,9 @@ def test_index_equals_brute_force(subs: list[Subscription], changes: list[Change
        options=grid)
 def test_index_equals_brute_force_after_removals_and_re_adds(
     subs: list[Subscription], gone: set[str], again: list[Subscription], changes: list[Change],
-    options: dict[str, float],
+    options: Grid,
 ) -> None:
-    index = GridIndex(subs, **options)  # type: ignore[arg-type]
+    index = options.index(subs)
     for sid in gone:
         index.remove(sid)
     for sub in again:
@@ -57,19 +71,19 @@ def test_index_equals_brute_force_after_removals_and_re_adds(
 @given(circle=s.circles, bearing=st.floats(0.0, 360.0), fraction=st.floats(0.99, 1.0),
        others=st.lists(s.subscriptions(), max_size=6), options=grid)
 def test_index_equals_brute_force_on_the_rim_of_circles(
-    circle: Circle, bearing: float, fraction: float, others: list[Subscription], options: dict[str, float]
+    circle: Circle, bearing: float, fraction: float, others: list[Subscription], options: Grid
 ) -> None:
     """Random points rarely land on an area's edge, where a too-small bounding box would lose them."""
     subs = [*others, subscription("rim", circle)]
     point = s.destination(circle.center, bearing, circle.radius_m * fraction)
     change = created(inspection("k", point=point))
-    assert GridIndex(subs, **options).match(change) == brute_force(latest(subs).values(), change)  # type: ignore[arg-type]
+    assert options.index(subs).match(change) == brute_force(latest(subs).values(), change)
 
 
 @PROPERTY
 @given(subs=st.lists(s.subscriptions(), max_size=12), options=grid)
-def test_removing_everything_leaves_an_empty_index(subs: list[Subscription], options: dict[str, float]) -> None:
-    index = GridIndex(subs, **options)  # type: ignore[arg-type]
+def test_removing_everything_leaves_an_empty_index(subs: list[Subscription], options: Grid) -> None:
+    index = options.index(subs)
     for sub in subs:
         index.remove(sub.id)
     assert len(index) == 0
@@ -78,10 +92,11 @@ def test_removing_everything_leaves_an_empty_index(subs: list[Subscription], opt
 
 
 def test_the_index_is_a_matcher() -> None:
-    index: Matcher = GridIndex()
-    assert len(index) == 0
-    index.remove("never-added")
-    assert "never-added" not in index  # type: ignore[operator]
+    index = GridIndex()
+    matcher: Matcher = index
+    assert len(matcher) == 0
+    matcher.remove("never-added")
+    assert "never-added" not in index
 
 
 NEAR_PARIS = inspection("k")
@@ -108,8 +123,8 @@ NOWHERE = inspection("k", point=None, admin=PARIS_ADMIN)
         pytest.param(Circle(PARIS, 5_000), removed(NEAR_PARIS), True, id="removed-where-it-was"),
     ],
 )
-def test_which_areas_a_change_concerns(area: object, change: Change, matched: bool) -> None:
-    sub = subscription("s1", area)  # type: ignore[arg-type]
+def test_which_areas_a_change_concerns(area: Area, change: Change, matched: bool) -> None:
+    sub = subscription("s1", area)
     assert concerns(sub, change) is matched
     assert GridIndex([sub]).match(change) == ([sub] if matched else [])
 

@@ -101,7 +101,7 @@ def test_an_empty_complete_snapshot_removes_without_window() -> None:
     ],
 )
 def test_window_floor(dates: list[str | None], expected: str | None) -> None:
-    records = [inspection(f"k{i}", date=d) for i, d in enumerate(dates)]  # type: ignore[arg-type]
+    records = [inspection(f"k{i}", date=d) for i, d in enumerate(dates)]
     assert ALIMCONFIANCE.window_floor(records) == expected
 
 
