@@ -2,16 +2,34 @@
 
 Libraries log with `logging.getLogger(__name__)`, lazy %-args and context in `extra=`; the
 formatter below turns those extras into structured fields.
+
+Kafka's client libraries (aiokafka, faust, mode) log every failed reconnect: a broker outage writes
+thousands of lines a second. `Repeats` collapses them: per logger, level and message template (digits
+aside, for the libraries that log f-strings), the first line of a window is written, the repeats are
+counted, and when the window ends one line says `… repeated N times in the last Xs`.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TextIO
 
 import structlog
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+NOISY = ("aiokafka", "faust", "mode")
+REPEAT_WINDOW_S = 10.0
+_DIGITS = re.compile(r"\d+")
+
+Clock = Callable[[], float]
+Schedule = Callable[[float, Callable[[], None]], object]
+Key = tuple[str, int, str]
 
 
 def _extras(logger: object, name: str, event: structlog.typing.EventDict) -> structlog.typing.EventDict:
@@ -23,15 +41,136 @@ def _extras(logger: object, name: str, event: structlog.typing.EventDict) -> str
     return event
 
 
-def configure(level: str = "WARNING", fmt: str = "console") -> None:
+def _timer(delay_s: float, callback: Callable[[], None]) -> threading.Timer:
+    timer = threading.Timer(delay_s, callback)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+@dataclass(slots=True)
+class _Run:
+    """One key's window: when it opened, how many repeats were held back, the latest of them."""
+
+    start: float
+    count: int = 0
+    last: logging.LogRecord | None = None
+
+
+class Repeats(logging.Filter):
+    """A handler filter: within `window_s`, a repeated record of the `loggers` (and their children) is counted,
+    not written; the count is written as one summary line when the window ends, before whatever comes next.
+
+    A window ends when a record arrives after it (any record through the handler), or when the timer that
+    `schedule(delay_s, callback)` arms fires, or when the handler closes. `clock` and `schedule` are there
+    for tests; a summary record carries `repeated` (the count) and `seconds` (the span) as extras.
+    """
+
+    def __init__(self, handler: logging.Handler, *, window_s: float = REPEAT_WINDOW_S,
+                 loggers: tuple[str, ...] = NOISY, clock: Clock = time.monotonic, schedule: Schedule = _timer) -> None:
+        super().__init__()
+        self._handler = handler
+        self._window = window_s
+        self._loggers = loggers
+        self._clock = clock
+        self._schedule = schedule
+        self._runs: dict[Key, _Run] = {}  # in order of start: the expired runs are a prefix
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if hasattr(record, "repeated"):  # a summary of ours, on its way through the handler
+            return True
+        now = self._clock()
+        with self._lock:
+            due = self._expire(now, everything=False)
+            write = self._admit(record, now) if self._noisy(record.name) else True
+        self._write(due)
+        return write
+
+    def flush_due(self) -> None:
+        """Write the summaries of the windows that ended."""
+        with self._lock:
+            due = self._expire(self._clock(), everything=False)
+        self._write(due)
+
+    def flush_all(self) -> None:
+        """Write every pending summary now (the handler is closing)."""
+        with self._lock:
+            due = self._expire(self._clock(), everything=True)
+        self._write(due)
+
+    def _noisy(self, name: str) -> bool:
+        return any(name == prefix or name.startswith(f"{prefix}.") for prefix in self._loggers)
+
+    def _admit(self, record: logging.LogRecord, now: float) -> bool:
+        key = (record.name, record.levelno, _DIGITS.sub("#", str(record.msg)))
+        run = self._runs.get(key)
+        if run is None:
+            self._runs[key] = _Run(now)
+            return True
+        run.count += 1
+        run.last = record
+        if run.count == 1:
+            self._schedule(max(0.0, run.start + self._window - now), self.flush_due)
+        return False
+
+    def _expire(self, now: float, *, everything: bool) -> list[logging.LogRecord]:
+        summaries = []
+        while self._runs:
+            key, run = next(iter(self._runs.items()))
+            if not everything and now < run.start + self._window:
+                break
+            del self._runs[key]
+            if run.last is not None:
+                summaries.append(_summary(run.last, run.count, now - run.start))
+        return summaries
+
+    def _write(self, summaries: list[logging.LogRecord]) -> None:
+        for summary in summaries:
+            self._handler.handle(summary)
+
+
+def _summary(last: logging.LogRecord, count: int, seconds: float) -> logging.LogRecord:
+    summary = logging.LogRecord(last.name, last.levelno, last.pathname, last.lineno,
+                                "%s … repeated %d times in the last %.1fs", (last.getMessage(), count, seconds),
+                                None, last.funcName)
+    summary.__dict__.update(repeated=count, seconds=round(seconds, 3))
+    return summary
+
+
+class _Stream(logging.StreamHandler[TextIO]):
+    """A stream handler that writes the pending repeat summaries before it closes."""
+
+    repeats: Repeats | None = None
+
+    def close(self) -> None:
+        if self.repeats is not None:
+            self.repeats.flush_all()
+        super().close()
+
+
+def handler(fmt: str = "console", *, stream: TextIO | None = None, window_s: float = REPEAT_WINDOW_S,
+            clock: Clock = time.monotonic, schedule: Schedule = _timer) -> logging.Handler:
+    """The one handler every record goes through: rendered by structlog, library repeats collapsed
+    (`window_s` 0 keeps every line)."""
     renderer = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[structlog.stdlib.add_log_level, structlog.stdlib.add_logger_name,
                            structlog.processors.TimeStamper(fmt="iso", utc=True), _extras],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(formatter)
+    stream_handler = _Stream(sys.stderr if stream is None else stream)
+    stream_handler.setFormatter(formatter)
+    if window_s > 0:
+        stream_handler.repeats = Repeats(stream_handler, window_s=window_s, clock=clock, schedule=schedule)
+        stream_handler.addFilter(stream_handler.repeats)
+    return stream_handler
+
+
+def configure(level: str = "WARNING", fmt: str = "console", *, repeat_window_s: float = REPEAT_WINDOW_S) -> None:
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    for previous in root.handlers:
+        if isinstance(previous, _Stream):
+            previous.close()
+    root.handlers[:] = [handler(fmt, window_s=repeat_window_s)]
     root.setLevel(level)

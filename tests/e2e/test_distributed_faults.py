@@ -7,7 +7,8 @@ local Opendatasoft portal serving two real publications) and the same oracle: th
 - Poison: garbage on every topic a role consumes lands in that topic's dead-letter topic with a reason and its
   original bytes, and every expected alert still reaches the receiver, once.
 - Broker restart: a broker owned by the test (its own state directory and ports, the jars of the session's
-  local dir) is restarted with `deploy/local/kafka.sh restart` while deliveries flow; nothing is lost.
+  local dir) is restarted with `deploy/local/kafka.sh restart` while deliveries flow; nothing is lost, and the
+  Kafka clients' reconnect errors are collapsed in the roles' logs (thousands of lines a restart otherwise).
 - Kafka's console consumer reads the deployment's `changes` topic: one CloudEvents JSON envelope per line,
   with the ids of the changes the embedded runtime computes for the same input.
 """
@@ -20,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -357,6 +359,30 @@ async def own_broker(tmp_path: Path) -> AsyncIterator[OwnBroker]:
         shutil.rmtree(local / "kafka" / "data", ignore_errors=True)  # its logs stay, next to the roles' logs
 
 
+LIBRARY_LINE = re.compile(r"^\S+ \[\w+ *\] (?P<message>.*) \[(?P<logger>(?:aiokafka|faust|mode)(?:\.[\w.]+)?)\]")
+MOST_LINES_PER_MESSAGE = 30  # 10 s windows: the first line and a count per window, over a test of a few minutes
+
+
+def library_lines(log: Path) -> Counter[str]:
+    """How many lines of a role's console log each Kafka-library message wrote (digits aside)."""
+    found: Counter[str] = Counter()
+    for line in log.read_text(errors="replace").splitlines():
+        if match := LIBRARY_LINE.match(line):
+            found[f"{match['logger']}: {re.sub(r'[0-9]+', '#', match['message'])}"] += 1
+    return found
+
+
+def assert_collapsed(deployed: Deployment) -> str:
+    """No Kafka-library message floods a role's log; a summary of the busiest, for the test's output."""
+    busiest = []
+    for log in sorted(deployed.workdir.glob("*.log")):
+        lines = library_lines(log)
+        floods = {message: n for message, n in lines.items() if n > MOST_LINES_PER_MESSAGE}
+        assert not floods, f"{log.name}: {floods}"
+        busiest.append(f"{log.name}: {sum(lines.values())} library lines, busiest {lines.most_common(1)}")
+    return "; ".join(busiest)
+
+
 async def port_open(port: int) -> bool:
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 2)
@@ -415,8 +441,9 @@ async def test_a_broker_restart_mid_stream_loses_nothing(
             assert set(got) == expected.alerts
             assert receiver.rejected == 0
             still_running(deployed)
+            logs = assert_collapsed(deployed)
             print(f"alerts before the restart: {before}, when the broker was down: {down_at}, of {total}; "
-                  f"restart took {restarted_in:.1f}s; redeliveries absorbed: {receiver.duplicates}")
+                  f"restart took {restarted_in:.1f}s; redeliveries absorbed: {receiver.duplicates}\n{logs}")
         finally:
             await deployed.stop_all()
             await deployed.cleanup()
