@@ -4,9 +4,11 @@
     ├── RecordError            a raw row cannot become a Record (quarantined, never fatal)
     ├── EnvelopeError          a bus message is not a valid Vigie envelope (dead-lettered)
     ├── SubscriptionError      a subscription is inconsistent (bad area, bad filter)
-    └── DeliveryError          a destination refused or failed a delivery
-        ├── retriable          True when trying again later may succeed
-        └── retry_after        seconds the destination asked us to wait, if it said
+    ├── DeliveryError          a destination refused or failed a delivery
+    │   ├── retriable          True when trying again later may succeed
+    │   └── retry_after        seconds the destination asked us to wait, if it said
+    └── PublishError           a subscription write is stored but did not reach the bus (published later)
+        └── retriable          True when trying again later may succeed
 """
 
 from __future__ import annotations
@@ -39,3 +41,11 @@ class DeliveryError(VigieError):
         super().__init__(message)
         self.retriable = retriable
         self.retry_after = retry_after
+
+
+class PublishError(VigieError):
+    """A subscription write was stored but not published; the store is ahead of the bus until it is."""
+
+    def __init__(self, message: str, *, retriable: bool) -> None:
+        super().__init__(message)
+        self.retriable = retriable

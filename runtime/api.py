@@ -1,4 +1,8 @@
-"""`vigie api`: the REST API over the configured subscription store and current-state views."""
+"""`vigie api`: the REST API over the configured subscription store and current-state views.
+
+With a Redis store publishing to Kafka, the API also sends again, every `republish_interval` seconds, the
+subscription writes whose publication failed (runtime/republish.py).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import signal
 from aiohttp import web
 
 from notifiers import mask, new_secret, validate_destination
+from runtime.republish import republisher, republishing
 from runtime.settings import Settings
 from runtime.wiring import current_views, subscription_store
 from subscriptions.api import Hooks, create_app
@@ -38,7 +43,10 @@ async def build_app(settings: Settings) -> web.Application:
         for view in views.values():
             await view.aclose()
 
-    app.on_cleanup.append(close)
+    app.on_cleanup.append(close)  # after the cleanup contexts: the republish task stops before the store closes
+    pending = republisher(store)
+    if pending is not None:
+        app.cleanup_ctx.append(republishing(pending, interval_s=settings.republish_interval))
     return app
 
 

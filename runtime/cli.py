@@ -18,11 +18,12 @@ from rich.console import Console
 from rich.table import Table
 
 from core.codec import area_to_dict
-from core.errors import SubscriptionError
+from core.errors import PublishError, SubscriptionError
 from core.model import Subscription
 from notifiers import mask, new_secret, validate_destination
 from runtime.embedded import Embedded
 from runtime.logs import configure
+from runtime.republish import republisher
 from runtime.settings import Settings
 from runtime.wiring import subscription_store
 from streams.sqlite import Database, SourceState, StateStore
@@ -108,19 +109,32 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
     generated = destination.startswith("webhook") and spec.secret is None
     spec = spec.model_copy(update={"to": destination, "secret": new_secret() if generated else spec.secret})
     subscription = spec.to_subscription(f"sub_{secrets.token_hex(5)}")
-    asyncio.run(_put(settings, subscription))
+    unpublished = asyncio.run(_put(settings, subscription))
     out.print(f"subscribed [bold]{subscription.id}[/] → {mask(destination)}")
     if generated:
         out.print(f"webhook secret (shown once, keep it to verify signatures): [bold]{subscription.secret}[/]")
+    _warn_unpublished(unpublished, settings)
     return 0
 
 
-async def _put(settings: Settings, subscription: Subscription) -> None:
+def _warn_unpublished(problem: PublishError | None, settings: Settings) -> None:
+    """A write stored but not on the subscriptions topic yet: who will publish it. Running the command again
+    would write twice."""
+    if problem is not None:
+        err.print(f"[yellow]stored, but not yet published to the stream workers[/] ({problem}): `vigie api` "
+                  f"publishes pending writes every {settings.republish_interval:g}s, or run "
+                  "`vigie subscriptions republish` once Kafka answers")
+
+
+async def _put(settings: Settings, subscription: Subscription) -> PublishError | None:
     store = subscription_store(settings)
     try:
         await store.put(subscription)
+    except PublishError as exc:  # stored; the store logged it and keeps it pending
+        return exc
     finally:
         await store.aclose()
+    return None
 
 
 async def _all(settings: Settings) -> list[Subscription]:
@@ -158,17 +172,50 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_unsubscribe(args: argparse.Namespace) -> int:
-    async def delete() -> bool:
-        store = subscription_store(_settings(args))
+    settings = _settings(args)
+
+    async def delete() -> bool | PublishError:
+        store = subscription_store(settings)
         try:
             return await store.delete(args.id)
+        except PublishError as exc:  # raised only after a deletion: the tombstone is pending
+            return exc
         finally:
             await store.aclose()
-    if asyncio.run(delete()):
-        out.print(f"unsubscribed {args.id}")
-        return 0
-    err.print(f"[red]no subscription {args.id}[/]")
-    return 1
+
+    outcome = asyncio.run(delete())
+    if outcome is False:
+        err.print(f"[red]no subscription {args.id}[/]")
+        return 1
+    out.print(f"unsubscribed {args.id}")
+    _warn_unpublished(outcome if isinstance(outcome, PublishError) else None, settings)
+    return 0
+
+
+def cmd_republish(args: argparse.Namespace) -> int:
+    try:
+        sent = asyncio.run(_republish(_settings(args), everything=args.all))
+    except PublishError as exc:
+        err.print(f"[red]not published[/] ({exc}); the writes stay pending")
+        return 1
+    if sent is None:
+        err.print("[red]nothing to republish[/]: subscriptions are published with VIGIE_STORE=redis://… "
+                  "and VIGIE_BUS=kafka://… only")
+        return 2
+    out.print(f"published {sent} subscription write(s) to the subscriptions topic")
+    return 0
+
+
+async def _republish(settings: Settings, *, everything: bool) -> int | None:
+    """How many writes were sent; None when the store does not publish."""
+    store = subscription_store(settings)
+    try:
+        pending = republisher(store)
+        if pending is None:
+            return None
+        return await pending.republish_all() if everything else len(await pending.republish_pending())
+    finally:
+        await store.aclose()
 
 
 async def _inspect(settings: Settings, limit: int) -> tuple[list[SourceState], list[tuple[str, str, dict[str, Any]]]]:
@@ -260,6 +307,10 @@ def parser() -> argparse.ArgumentParser:
     listing = subs_sub.add_parser("list")
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(func=cmd_list)
+    republish = subs_sub.add_parser("republish", help="publish the subscription writes a broker outage left behind "
+                                                      "(distributed)")
+    republish.add_argument("--all", action="store_true", help="resend every subscription (a lost or new topic)")
+    republish.set_defaults(func=cmd_republish)
     unsub = sub.add_parser("unsubscribe", help="remove a subscription")
     unsub.add_argument("id")
     unsub.set_defaults(func=cmd_unsubscribe)

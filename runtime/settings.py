@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     state: str = DEFAULT_STATE
     store: str | None = None
     bus: str = "memory://"
+    namespace: str = "vigie"
+    topic_prefix: str = ""
+    republish_interval: float = Field(default=30.0, gt=0)
     poll_interval: float = Field(default=3600.0, gt=0)
     min_snapshot_ratio: float = Field(default=0.5, ge=0, le=1)
     baseline_alerts: bool = False

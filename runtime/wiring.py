@@ -15,9 +15,12 @@ from subscriptions.sqlite import SqliteSubscriptionStore
 REDIS = ("redis://", "rediss://")
 
 
-def subscription_store(settings: Settings, *, topic: str = "subscriptions",
-                       namespace: str = "vigie") -> SubscriptionStore:
-    """SQLite for the embedded runtime; Redis (publishing to the compacted topic on Kafka) otherwise."""
+def subscription_store(settings: Settings) -> SubscriptionStore:
+    """SQLite for the embedded runtime; Redis (publishing to the compacted topic on Kafka) otherwise.
+
+    The Redis keys live under `settings.namespace`, the topic is `<topic_prefix>subscriptions`: those the
+    stream workers and notifiers of the same deployment read.
+    """
     url = settings.subscription_store
     if not url.startswith(REDIS):
         return SqliteSubscriptionStore(url)
@@ -25,18 +28,19 @@ def subscription_store(settings: Settings, *, topic: str = "subscriptions",
 
     publisher = None
     if settings.bus.startswith("kafka://"):
-        from streams.bus.kafka import bootstrap_of  # noqa: PLC0415 - optional extra
+        from streams.bus.kafka import Topics, bootstrap_of  # noqa: PLC0415 - optional extra
         from subscriptions.publisher import KafkaSubscriptionPublisher  # noqa: PLC0415 - optional extra
 
-        publisher = KafkaSubscriptionPublisher(bootstrap_of(settings.bus), topic=topic)
-    return RedisSubscriptionStore(url, publisher=publisher, namespace=namespace)
+        publisher = KafkaSubscriptionPublisher(bootstrap_of(settings.bus),
+                                               topic=Topics(settings.topic_prefix).subscriptions)
+    return RedisSubscriptionStore(url, publisher=publisher, namespace=settings.namespace)
 
 
-async def current_views(settings: Settings, *, namespace: str = "vigie") -> dict[str, CurrentView]:
+async def current_views(settings: Settings) -> dict[str, CurrentView]:
     """One current-state view per known dataset, where the runtime keeps them."""
     url = settings.subscription_store
     if url.startswith(REDIS):
         from streams.view_redis import RedisCurrentView  # noqa: PLC0415 - optional extra
 
-        return {name: RedisCurrentView(url, dataset=name, namespace=namespace) for name in PROFILES}
+        return {name: RedisCurrentView(url, dataset=name, namespace=settings.namespace) for name in PROFILES}
     return {name: await SqliteCurrentView.connect(settings.state, dataset=name) for name in PROFILES}

@@ -1,11 +1,16 @@
 """The REST API (aiohttp): subscriptions for partners and apps, and the current-state lookup.
 
     GET    /healthz, /readyz
-    POST   /v1/subscriptions                      201, the webhook secret is returned once, here
+    POST   /v1/subscriptions                      201 (202: stored, published later), the webhook secret is
+                                                  returned once, here
     GET    /v1/subscriptions[/{id}]               secrets never returned
-    DELETE /v1/subscriptions/{id}                 204
+    DELETE /v1/subscriptions/{id}                 204 (202: deleted, published later)
     GET    /v1/datasets/{dataset}/near?lat=&lon=&radius=1km&max_rating=2&limit=20
     GET    /v1/datasets/{dataset}/entities/{entity}
+
+A write that is stored but could not be published to the stream workers yet (PublishError: the broker is
+down) answers 202 instead of 201/204, with the same body: it is kept and published later (the API role sends
+pending writes again periodically), so the client must not retry it (a retried POST would subscribe twice).
 
 Every error is `application/problem+json` (RFC 9457) with a precise `detail`, and `errors` listing
 each invalid field. With a token configured, /v1 asks for `Authorization: Bearer <token>`.
@@ -23,7 +28,7 @@ import pydantic
 from aiohttp import web
 
 from core.codec import area_to_dict, record_to_dict
-from core.errors import SubscriptionError
+from core.errors import PublishError, SubscriptionError
 from core.model import Subscription
 from core.ports import CurrentView, SubscriptionStore
 from subscriptions.schemas import SubscriptionIn, parse_distance
@@ -122,9 +127,19 @@ async def create(request: web.Request) -> web.Response:
     hooks = request.app[HOOKS]
     spec = _spec(await _json_object(request), hooks)
     subscription = spec.to_subscription(f"sub_{secrets.token_hex(5)}")
-    await request.app[STORE].put(subscription)
+    published = await _stored(request.app[STORE].put(subscription))
     body = public(subscription, hooks.mask) | ({"secret": subscription.secret} if subscription.secret else {})
-    return web.json_response(body, status=201, headers={"Location": f"/v1/subscriptions/{subscription.id}"})
+    return web.json_response(body, status=201 if published else 202,
+                             headers={"Location": f"/v1/subscriptions/{subscription.id}"})
+
+
+async def _stored(write: Awaitable[None]) -> bool:
+    """Run a store write; False when it is stored but not published yet (the store logged the PublishError)."""
+    try:
+        await write
+    except PublishError:
+        return False
+    return True
 
 
 async def listing(request: web.Request) -> web.Response:
@@ -142,7 +157,11 @@ async def fetch(request: web.Request) -> web.Response:
 
 async def delete(request: web.Request) -> web.Response:
     sid = request.match_info["id"]
-    if not await request.app[STORE].delete(sid):
+    try:
+        existed = await request.app[STORE].delete(sid)
+    except PublishError:  # raised only after a deletion (and logged by the store): the tombstone comes later
+        return web.Response(status=202)
+    if not existed:
         raise Problem(404, "Not Found", f"no subscription {sid}")
     return web.Response(status=204)
 

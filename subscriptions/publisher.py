@@ -8,10 +8,8 @@ One message per write, keyed by subscription id so compaction keeps the latest:
 
 Secrets never go on the bus; notifiers read them from the subscription store.
 
-Errors:
-
-    VigieError
-    └── PublishError        the write did not reach the topic; `retriable` says whether trying again may help
+Errors: core.errors.PublishError, the write did not reach the topic; `retriable` says whether trying again
+may help.
 """
 
 from __future__ import annotations
@@ -29,7 +27,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
 from core.codec import SUBSCRIPTION, Envelope, subscription_to_dict
-from core.errors import VigieError
+from core.errors import PublishError
 from core.model import Subscription
 
 log = logging.getLogger(__name__)
@@ -39,14 +37,6 @@ TOPIC = "subscriptions"
 SOURCE = "/vigie/subscriptions"
 TOPIC_EXISTS = 36  # Kafka error code TOPIC_ALREADY_EXISTS
 COMPACTED = {"cleanup.policy": "compact"}
-
-
-class PublishError(VigieError):
-    """A subscription write was not published; the store is ahead of the topic until it is."""
-
-    def __init__(self, message: str, *, retriable: bool) -> None:
-        super().__init__(message)
-        self.retriable = retriable
 
 
 class SubscriptionPublisher(Protocol):

@@ -15,9 +15,9 @@ leave the topic's last message equal to Redis.
 **Failure mode.** If publishing fails, Redis is ahead of the topic: the write is stored (reads see it, notifiers
 use it) but stream workers do not match against it yet. `put`/`delete` then raise PublishError *after* the
 write; retrying the call is safe (it is idempotent). The mark stays, and `republish_pending()` sends what is
-left behind; `republish_all()` resends everything (after a topic was lost or recreated). Whoever writes
-subscriptions (the API role) is meant to run `republish_pending()` at start and then periodically, and
-operators `republish_all()` to resync a topic; runtime/ wires both.
+left behind; `republish_all()` resends everything (after a topic was lost or recreated). runtime/ wires both:
+the API role runs `republish_pending()` at start and then periodically, operators run
+`vigie subscriptions republish [--all]`.
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ import orjson
 from redis.asyncio import Redis
 
 from core.codec import subscription_from_dict, subscription_to_dict
+from core.errors import PublishError
 from core.model import Subscription
-from subscriptions.publisher import PublishError, SubscriptionPublisher
+from subscriptions.publisher import SubscriptionPublisher
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +89,13 @@ class RedisSubscriptionStore:
         return [self._data, self._order, self._seq, self._unpublished]
 
     @property
+    def publishing(self) -> bool:
+        """True when writes go to a publisher (and failed publications are tracked for `republish_pending`)."""
+        return self._publisher is not None
+
+    @property
     def _tracking(self) -> str:
-        return "1" if self._publisher is not None else "0"
+        return "1" if self.publishing else "0"
 
     async def put(self, subscription: Subscription) -> None:
         """Insert or overwrite by id (an overwrite keeps its place in `all()`); then publish."""
@@ -124,11 +130,11 @@ class RedisSubscriptionStore:
         """Ids whose last write is not confirmed on the topic yet."""
         return sorted(_text(raw) for raw in await self._redis.hkeys(self._unpublished))
 
-    async def republish_pending(self) -> int:
-        """Publish every write left behind by a failed publish; how many ids were sent."""
+    async def republish_pending(self) -> list[str]:
+        """Publish every write left behind by a failed publish; the ids sent. PublishError when one still fails."""
         ids = await self.pending()
         await self._publish_many(ids)
-        return len(ids)
+        return ids
 
     async def republish_all(self) -> int:
         """Resend every subscription (and the tombstones still pending) to the topic; how many ids were sent."""
@@ -137,7 +143,7 @@ class RedisSubscriptionStore:
         ids = await self._ids()
         for start in range(0, len(ids), CHUNK):
             await self._mark(keys=[self._seq, self._unpublished], args=ids[start:start + CHUNK])
-        return await self.republish_pending()
+        return len(await self.republish_pending())
 
     async def _publish_many(self, ids: Sequence[str]) -> None:
         for start in range(0, len(ids), CHUNK // 5):
@@ -158,7 +164,7 @@ class RedisSubscriptionStore:
             try:
                 await self._publisher.publish(subscription_id, current)
             except PublishError:
-                log.warning("subscription %s stored but not published; republish_pending() will retry",
+                log.warning("subscription %s stored but not published; it stays pending until republished",
                             subscription_id, extra={"subscription_id": subscription_id})
                 raise
             if await self._settle(keys=[self._unpublished], args=[subscription_id, version]):

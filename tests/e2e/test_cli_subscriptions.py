@@ -1,15 +1,24 @@
-"""The `vigie` command line as a user types it: subscribe, list, unsubscribe, config."""
+"""The `vigie` command line as a user types it: subscribe, list, unsubscribe, config; and, on real Redis and
+Kafka, a subscription made while the broker is unreachable, kept and then republished."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 from standardwebhooks import Webhook
+
+from subscriptions.redis import RedisSubscriptionStore
+from tests import services
+from tests.contract.conftest import drop_namespace, unique
 
 
 def vigie(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -62,3 +71,62 @@ def test_config_masks_secrets(tmp_path: Path) -> None:
     assert result.returncode == 0
     assert "hidden-value" not in result.stdout
     assert json.loads(result.stdout)["slack_bot_token"] == "**********"
+
+
+@pytest.fixture
+def distributed(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The environment of a distributed deployment of its own (Redis namespace, topic prefix), cleaned after."""
+    redis_url, bootstrap = services.redis_url(), services.kafka_bootstrap_servers()
+    namespace, prefix = unique("test-cli"), f"t{uuid.uuid4().hex[:10]}."
+    yield {"VIGIE_STORE": redis_url, "VIGIE_BUS": f"kafka://{bootstrap}", "VIGIE_NAMESPACE": namespace,
+           "VIGIE_TOPIC_PREFIX": prefix}
+    asyncio.run(_forget(redis_url, namespace, bootstrap, f"{prefix}subscriptions"))
+
+
+async def _forget(redis_url: str, namespace: str, bootstrap: str, topic: str) -> None:
+    await drop_namespace(redis_url, namespace)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        if topic in await admin.list_topics():
+            await admin.delete_topics([topic])
+    finally:
+        await admin.close()
+
+
+async def _pending(env: dict[str, str]) -> list[str]:
+    store = RedisSubscriptionStore(env["VIGIE_STORE"], namespace=env["VIGIE_NAMESPACE"])
+    try:
+        return await store.pending()
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.kafka
+@pytest.mark.redis
+def test_a_subscription_made_while_kafka_is_down_is_kept_and_republished(
+        tmp_path: Path, distributed: dict[str, str]) -> None:
+    down = {**distributed, "VIGIE_BUS": "kafka://127.0.0.1:9"}  # nothing listens there
+    made = vigie(tmp_path, "subscribe", "--to", "webhook+https://partner.example/hook", "--departement", "69",
+                 env=down)
+    assert made.returncode == 0, made.stderr
+    sub_id = made.stdout.split()[1]
+    assert "whsec_" in made.stdout, "the secret is shown even when the publication failed"
+    assert "not yet published" in " ".join(made.stderr.split())
+    assert [s["id"] for s in json.loads(vigie(tmp_path, "subscriptions", "list", "--json", env=down).stdout)] == [
+        sub_id]
+
+    still_down = vigie(tmp_path, "subscriptions", "republish", env=down)
+    assert (still_down.returncode, asyncio.run(_pending(down))) == (1, [sub_id]), still_down.stderr
+    back = vigie(tmp_path, "subscriptions", "republish", env=distributed)
+    assert back.returncode == 0, back.stderr
+    assert "published 1 subscription write(s)" in back.stdout
+    assert asyncio.run(_pending(distributed)) == []
+    everything = vigie(tmp_path, "subscriptions", "republish", "--all", env=distributed)
+    assert "published 1 subscription write(s)" in everything.stdout
+
+
+def test_republish_needs_the_distributed_runtime(tmp_path: Path) -> None:
+    result = vigie(tmp_path, "subscriptions", "republish")
+    assert result.returncode == 2
+    assert "nothing to republish" in result.stderr

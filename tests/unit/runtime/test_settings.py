@@ -48,3 +48,13 @@ def test_settings_are_frozen_and_validated() -> None:
         settings.poll_interval = 10  # type: ignore[misc]
     with pytest.raises(ValueError, match="greater than 0"):
         Settings(poll_interval=0)
+
+
+def test_the_api_role_reads_the_deployment_names_and_its_republish_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIGIE_NAMESPACE", "team-a")
+    monkeypatch.setenv("VIGIE_TOPIC_PREFIX", "a.")
+    monkeypatch.setenv("VIGIE_REPUBLISH_INTERVAL", "5")
+    settings = Settings()
+    assert (settings.namespace, settings.topic_prefix, settings.republish_interval) == ("team-a", "a.", 5.0)
+    with pytest.raises(ValueError, match="greater than 0"):
+        Settings(republish_interval=0)
