@@ -25,6 +25,7 @@ import structlog
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 NOISY = ("aiokafka", "faust", "mode")
 REPEAT_WINDOW_S = 10.0
+REPEAT_BURST = 5  # lines of one template written as they come in a window, before the rest are counted
 _DIGITS = re.compile(r"\d+")
 
 Clock = Callable[[], float]
@@ -53,24 +54,29 @@ class _Run:
     """One key's window: when it opened, how many repeats were held back, the latest of them."""
 
     start: float
+    written: int = 1
     count: int = 0
     last: logging.LogRecord | None = None
 
 
 class Repeats(logging.Filter):
-    """A handler filter: within `window_s`, a repeated record of the `loggers` (and their children) is counted,
-    not written; the count is written as one summary line when the window ends, before whatever comes next.
+    """A handler filter: within `window_s`, the first `burst` records of one template of the `loggers` (and their
+    children) are written, later repeats are counted, not written; the count is written as one summary line when
+    the window ends, before whatever comes next. A rebalance's few lines pass as they are; a reconnect flood does not.
 
     A window ends when a record arrives after it (any record through the handler), or when the timer that
     `schedule(delay_s, callback)` arms fires, or when the handler closes. `clock` and `schedule` are there
     for tests; a summary record carries `repeated` (the count) and `seconds` (the span) as extras.
     """
 
-    def __init__(self, handler: logging.Handler, *, window_s: float = REPEAT_WINDOW_S,
+    def __init__(self, handler: logging.Handler, *, window_s: float = REPEAT_WINDOW_S, burst: int = REPEAT_BURST,
                  loggers: tuple[str, ...] = NOISY, clock: Clock = time.monotonic, schedule: Schedule = _timer) -> None:
         super().__init__()
+        if burst < 1:
+            raise ValueError(f"burst must be at least 1, got {burst}")
         self._handler = handler
         self._window = window_s
+        self._burst = burst
         self._loggers = loggers
         self._clock = clock
         self._schedule = schedule
@@ -107,6 +113,9 @@ class Repeats(logging.Filter):
         run = self._runs.get(key)
         if run is None:
             self._runs[key] = _Run(now)
+            return True
+        if run.written < self._burst:
+            run.written += 1
             return True
         run.count += 1
         run.last = record
@@ -150,9 +159,10 @@ class _Stream(logging.StreamHandler[TextIO]):
 
 
 def handler(fmt: str = "console", *, stream: TextIO | None = None, window_s: float = REPEAT_WINDOW_S,
-            clock: Clock = time.monotonic, schedule: Schedule = _timer) -> logging.Handler:
-    """The one handler every record goes through: rendered by structlog, library repeats collapsed
-    (`window_s` 0 keeps every line)."""
+            burst: int = REPEAT_BURST, clock: Clock = time.monotonic,
+            schedule: Schedule = _timer) -> logging.Handler:
+    """The one handler every record goes through: rendered by structlog, library repeats beyond `burst` per
+    window collapsed (`window_s` 0 keeps every line)."""
     renderer = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[structlog.stdlib.add_log_level, structlog.stdlib.add_logger_name,
@@ -162,7 +172,8 @@ def handler(fmt: str = "console", *, stream: TextIO | None = None, window_s: flo
     stream_handler = _Stream(sys.stderr if stream is None else stream)
     stream_handler.setFormatter(formatter)
     if window_s > 0:
-        stream_handler.repeats = Repeats(stream_handler, window_s=window_s, clock=clock, schedule=schedule)
+        stream_handler.repeats = Repeats(stream_handler, window_s=window_s, burst=burst, clock=clock,
+                                         schedule=schedule)
         stream_handler.addFilter(stream_handler.repeats)
     return stream_handler
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from runtime.logs import handler
+from runtime.logs import REPEAT_BURST, handler
 
 WINDOW_S = 10.0
 UNREACHABLE = "Unable connect to node with id %s: %s"
@@ -52,7 +52,8 @@ class Logs:
     handler: logging.Handler = field(init=False)
 
     def __post_init__(self) -> None:
-        self.handler = handler("json", stream=self.out, window_s=WINDOW_S, clock=self.clock, schedule=self.timers)
+        self.handler = handler("json", stream=self.out, window_s=WINDOW_S, burst=1, clock=self.clock,
+                               schedule=self.timers)
 
     def emit(self, name: str, msg: str, *args: object, level: int = logging.ERROR, after_s: float = 0.0) -> None:
         self.clock.now += after_s
@@ -189,8 +190,25 @@ class Signalling(io.StringIO):
 
 def test_the_real_timer_writes_the_count_when_the_flood_stops() -> None:
     out = Signalling()
-    real = handler("console", stream=out, window_s=0.2)
+    real = handler("console", stream=out, window_s=0.2, burst=1)
     for _ in range(5):
         real.handle(logging.LogRecord("aiokafka", logging.ERROR, __file__, 1, UNREACHABLE, (1, "refused"), None))
     assert out.summarised.wait(timeout=10), out.getvalue()
     assert re.search(r"Unable connect to node with id 1: refused … repeated [1-4] times in the last", out.getvalue())
+
+
+def test_the_first_lines_of_a_window_pass_as_they_come() -> None:
+    """A rebalance logs a handful of lines of one template: with the default burst they are written at once,
+    and only a flood beyond it is counted."""
+    clock, timers, out = Clock(), Timers(), io.StringIO()
+    burst = handler("json", stream=out, window_s=WINDOW_S, clock=clock, schedule=timers)
+    for generation in range(1, 9):
+        burst.handle(logging.LogRecord("aiokafka.consumer.group_coordinator", logging.INFO, __file__, 1,
+                                       "Joined group %r (generation %s)", ("g", generation), None))
+    events = [json.loads(line)["event"] for line in out.getvalue().splitlines()]
+    assert events == [f"Joined group 'g' (generation {g})" for g in range(1, REPEAT_BURST + 1)]
+    clock.now += WINDOW_S
+    timers.fire()
+    last = json.loads(out.getvalue().splitlines()[-1])
+    assert (last["event"], last["repeated"]) == ("Joined group 'g' (generation 8) … repeated 3 times in the last "
+                                                 f"{WINDOW_S:.1f}s", 3)
