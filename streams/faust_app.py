@@ -17,6 +17,13 @@ with `acks=False`, processed in order and without holes whatever faust's consume
 and committed by the worker once processed (`kafka_positions.Positions`): faust's own commit bookkeeping was seen
 to commit past unprocessed records across rebalances.
 
+A batch writes its table state only inside the rebalance generation it started in. faust waits for its agents
+before a rebalance only for acked events, and ours are not acked through faust, so the worker fences its own
+batches: on revocation it stops admitting new ones, waits for those in flight (their changelog writes acknowledged,
+before the new owner reads the changelog's end), and a batch still running after that wait gives up before
+writing any state. After an assignment, the agents wait until faust has restored the tables from their changelogs:
+a memory store replays its own writes since its last recovery, so the state is only whole once recovery ends.
+
 faust reads the changelog partition of a table write from the *current event*; a batch holds events of several
 partitions, so each staged write is applied with its own event made current (`_as_current`). The table writes of
 a batch are acknowledged on the changelog before the batch's events are acked (`Staged.commit`), so offsets never
@@ -63,7 +70,14 @@ log = logging.getLogger(__name__)
 
 ENVELOPE_SOURCE = "/vigie/streams"
 STALL_S = 10.0
+READY_POLL_S = 0.05
+PRODUCER_BATCH_BYTES = 256 * 1024  # changelog writes of a batch travel together (faust's default is 16 KiB)
+PRODUCER_LINGER_S = 0.002
 _DELETED = object()
+
+
+class Rebalanced(Exception):
+    """A rebalance began while a batch ran: it must not write state for partitions that may have moved."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +117,7 @@ class Staged:
         if key in self._writes:
             value = self._writes[key][1]
             return None if value is _DELETED else value
-        return self.table.get(key)
+        return self.table.data.get(key)  # the store itself: Table.get adds a sensor call, and a KeyError per miss
 
     def put(self, key: str, value: Any) -> None:
         self._writes[key] = (self.event, value)
@@ -169,6 +183,10 @@ class Streams:
         self.positions = Positions(time.monotonic)
         self._committed: dict[tuple[str, int], int] = {}
         self._assigned = asyncio.Event()
+        self._generation = 0  # bumped when partitions are revoked: a batch writes state only in its own
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._positioning: asyncio.Future[None] | None = None
         topics = bus.topics
         self._sources = {*(topics.records(d) for d in conf.datasets), topics.changes}
@@ -183,7 +201,8 @@ class Streams:
             broker_session_timeout=c.session_timeout, broker_heartbeat_interval=max(c.session_timeout / 5, 0.5),
             broker_commit_interval=c.commit_interval, table_standby_replicas=c.standby_replicas,
             consumer_auto_offset_reset="earliest", key_serializer="raw", value_serializer="raw",
-            producer_acks=-1, **c.extra)
+            producer_acks=-1, producer_max_batch_size=PRODUCER_BATCH_BYTES, producer_linger=PRODUCER_LINGER_S,
+            **c.extra)
 
     def _table(self, name: str, help_text: str) -> Any:
         # key_type str and no value_type: faust serializes both as JSON on the changelog
@@ -213,18 +232,44 @@ class Streams:
         async for events in stream.noack_take(self.conf.batch, within=self.conf.within):
             await self._batch(events, self.match_batch)
 
-    async def _batch(self, events: Sequence[Any], process: Callable[[Sequence[Any]], Awaitable[None]]) -> None:
-        """Process the events that come next in their partition, then mark them committable (kafka_positions.py)."""
-        await self._assigned.wait()
+    def _ready(self) -> bool:
+        """The assignment's offsets are known and faust has restored its tables (`rebalancing` is set when a
+        rebalance starts and cleared once recovery is over and the streams resume)."""
+        return self._assigned.is_set() and not self.app.rebalancing
+
+    async def _batch(self, events: Sequence[Any], process: Callable[[Sequence[Any], int], Awaitable[None]]) -> None:
+        """Process the events that come next in their partition, then mark them committable (kafka_positions.py);
+        only once the assignment's offsets are known and its tables restored, and inside one generation."""
+        while not self._ready():  # noqa: ASYNC110 - faust has no event for "recovery over" that cannot be missed
+            await asyncio.sleep(READY_POLL_S)
+        generation = self._generation
         admitted = self.positions.admit(events)
+        self._in_flight += 1
+        self._idle.clear()
         try:
             if admitted.events:
-                await process(admitted.events)
+                await process(admitted.events, generation)
+        except Rebalanced:
+            log.info("a rebalance began during a batch of %d event(s): their state is left to the new owner",
+                     len(admitted.events))
+            return
         except Exception:
-            await self._seek(self.positions.rewind(admitted.events))
+            if generation == self._generation:
+                await self._seek(self.positions.rewind(admitted.events))
             raise
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.set()
+        if generation != self._generation:
+            return  # finished after the fence gave up waiting: the new assignment reads these again
         self.positions.processed(admitted.events)
         await self._seek(admitted.seeks)
+
+    def _fence(self, generation: int) -> None:
+        """Raise Rebalanced when a rebalance began since `generation`; call right before writing state."""
+        if generation != self._generation:
+            raise Rebalanced
 
     async def _commit_timer(self) -> None:
         try:
@@ -244,7 +289,8 @@ class Streams:
         read again a partition whose records stopped coming while some wait."""
         if not self._assigned.is_set():
             return
-        await self._seek(self.positions.stalled(self._highwater, after=STALL_S))
+        if self._ready():
+            await self._seek(self.positions.stalled(self._highwater, after=STALL_S))
         offsets = self.positions.committable(self._committed)
         if not offsets:
             return
@@ -253,20 +299,34 @@ class Streams:
             self._committed.update(offsets)
 
     async def _seek(self, seeks: Mapping[tuple[str, int], int]) -> None:
+        """Move the consumer of these partitions back to these offsets, in the consumer's own thread: faust runs
+        aiokafka in a thread of its own, and `Consumer.seek` would touch the fetcher from ours."""
+        if not seeks:
+            return
         for (topic, partition), offset in seeks.items():
             log.info("reading %s[%d] again from %d", topic, partition, offset,
                      extra={"topic": topic, "partition": partition})
-            await self.app.consumer.seek(TP(topic, partition), offset)
+        try:
+            await self.app.consumer.seek_wait({TP(t, p): o for (t, p), o in seeks.items()})
+        except Exception:  # a partition revoked meanwhile: its new owner starts from the committed offset
+            log.warning("cannot read %s again", ", ".join(f"{t}[{p}]" for t, p in seeks), exc_info=True)
 
     async def _on_revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        """faust sends this once the streams are idle: commit what was processed, hold the agents until the new
-        assignment."""
+        """faust sends this after its own flush: let the batches in flight finish (bounded), commit what was
+        processed, and hold the agents until the new assignment is positioned and its tables restored."""
         if self._positioning is not None:
             self._positioning.cancel()
+        try:
+            async with asyncio.timeout(self.conf.session_timeout / 2):
+                await self._idle.wait()
+        except TimeoutError:
+            log.warning("%d batch(es) still running at a rebalance: they will not write their state",
+                        self._in_flight)
         try:
             await self._commit()
         except Exception:  # the partitions are leaving: whoever gets them reprocesses from the last commit
             log.exception("cannot commit before the rebalance")
+        self._generation += 1
         self._assigned.clear()
 
     async def _on_assigned(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -274,6 +334,7 @@ class Streams:
         crash the app (faust's rebalance handler), so broker trouble is retried in the background instead."""
         assigned = args[0] if args else kwargs.get("assigned", ())
         ours = [(tp.topic, tp.partition) for tp in assigned if tp.topic in self._sources]
+        self._assigned.clear()
         self._positioning = asyncio.ensure_future(self._position(ours))
 
     async def _position(self, partitions: list[tuple[str, int]]) -> None:
@@ -302,7 +363,7 @@ class Streams:
         if self.heartbeat is not None:
             self.heartbeat.write_text(f"{time.time():.3f} {self.processed}\n", encoding="utf-8")
 
-    async def diff_batch(self, events: Sequence[Any]) -> None:
+    async def diff_batch(self, events: Sequence[Any], generation: int | None = None) -> None:
         records, groups = Staged(self.records), Staged(self.groups)
         diff = PartitionDiff(records, groups)
         out: list[Outgoing] = []
@@ -310,6 +371,8 @@ class Streams:
             records.event = groups.event = event
             out += self._guarded(event.message, lambda m: self._diff_one(diff, m))
         await self.bus.send_all(out)
+        if generation is not None:
+            self._fence(generation)  # no await between this check and the writes
         written = records.commit() + groups.commit()
         if written:  # the state is durable before the batch's events are acked (and their offsets committed)
             await asyncio.gather(*written)
@@ -326,7 +389,7 @@ class Streams:
             raise EnvelopeError(f"expected type {RECORD!r} or {SNAPSHOT_END!r}, got {envelope.type!r}")
         return [Outgoing(self.bus.topics.changes, change_envelope(c).encode(), key=c.key.encode()) for c in changes]
 
-    async def match_batch(self, events: Sequence[Any]) -> None:
+    async def match_batch(self, events: Sequence[Any], generation: int | None = None) -> None:
         out: list[Outgoing] = []
         for event in events:
             out += self._guarded(event.message, self._match_one)

@@ -349,7 +349,12 @@ async def test_scale_out_survives_a_killed_worker_and_a_killed_notifier(
     deployment.kill("streams-1")
     await until(lambda: _true(len(receiver.received) >= 50), "the first alerts arrive")
     deployment.kill("notifier-1")
-    await wait_for_alerts(deployment, receiver, len(expected), timeout=150)
+    try:
+        await receiver.wait_for(len(expected), timeout=150)
+    except TimeoutError as exc:
+        missing = sorted(expected - set(received(receiver)))
+        raise AssertionError(f"{exc}; missing (subscription, webhook-id, kind): {missing[:20]}\n"
+                             f"logs in {deployment.workdir}\n{deployment.logs()}") from None
     await deployment.drained(idle_pairs(deployment))
 
     got = received(receiver)
