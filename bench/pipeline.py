@@ -122,12 +122,52 @@ def subscribers(records: Iterable[Record], receiver: WebhookReceiver) -> list[Su
     return made
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) process `pid` has used; 0.0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def machine_cpu() -> float:
+    """CPU seconds every process of the machine has used (all cores, idle and I/O wait excluded)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return (sum(values) - values[3] - values[4]) / TICK
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds spent between `start()` and `stop()`, by role process and for the machine as a whole."""
+
+    pids: dict[str, int]
+    spent: dict[str, float] = field(default_factory=dict)
+    _at: dict[str, float] = field(default_factory=dict)
+
+    def _read(self) -> dict[str, float]:
+        return {"machine": machine_cpu(), **{name: process_cpu(pid) for name, pid in self.pids.items()}}
+
+    def start(self) -> None:
+        self._at = self._read()
+
+    def stop(self) -> None:
+        now = self._read()
+        self.spent = {name: now[name] - self._at[name] for name in now}
+        self.spent["others (broker, Redis, ...)"] = self.spent["machine"] - sum(
+            v for k, v in self.spent.items() if k != "machine")
+
+
 @dataclass
 class Result:
     name: str
     events: int
     seconds: float
     latencies: list[float] = field(default_factory=list)
+    cpu: dict[str, float] = field(default_factory=dict)
 
     def row(self) -> str:
         rate = self.events / self.seconds if self.seconds else 0.0
@@ -156,12 +196,17 @@ async def embedded(inputs: Inputs, receiver: TimedReceiver, workdir: Path, deadl
         worker = OutboxWorker(vigie.outbox, vigie.channels, concurrency=64, limiter=RateLimiter({}))
         await vigie.processor.process(inputs.base, matcher, at=datetime.now(UTC))
         receiver.reset()
+        meter = CpuMeter({"bench (Vigie + receiver)": os.getpid()})
+        meter.start()
         start = time.time()
         await vigie.processor.process(inputs.rounds[0], matcher, at=datetime.now(UTC))
         async with asyncio.timeout(deadline_s):
             while len(receiver.arrivals) < len(inputs.rounds[0].records):
                 await worker.drain(limit=1000)
-    return burst_result("embedded (SQLite), burst", receiver, start, inputs.rounds[0].records)
+        meter.stop()
+    result = burst_result("embedded (SQLite), burst", receiver, start, inputs.rounds[0].records)
+    result.cpu = meter.spent
+    return result
 
 
 # -- distributed -------------------------------------------------------------------------------------------
@@ -173,7 +218,7 @@ class Cluster:
     redis_url: str
     workdir: Path
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
-    procs: list[asyncio.subprocess.Process] = field(default_factory=list)
+    procs: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
 
     @property
     def prefix(self) -> str:
@@ -188,14 +233,18 @@ class Cluster:
 
     async def start(self, name: str, *args: str) -> None:
         with (self.workdir / f"{name}.log").open("ab") as log:
-            self.procs.append(await asyncio.create_subprocess_exec(
-                str(VIGIE), *args, env=self.env(), stdout=log, stderr=log, cwd=self.workdir))
+            self.procs[name] = await asyncio.create_subprocess_exec(
+                str(VIGIE), *args, env=self.env(), stdout=log, stderr=log, cwd=self.workdir)
+
+    def meter(self) -> CpuMeter:
+        return CpuMeter({"bench (publisher + receiver)": os.getpid(),
+                         **{name: proc.pid for name, proc in self.procs.items()}})
 
     async def stop(self) -> None:
-        for proc in self.procs:
+        for proc in self.procs.values():
             if proc.returncode is None:
                 proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
+        for proc in self.procs.values():
             try:
                 await asyncio.wait_for(proc.wait(), 20)
             except TimeoutError:
@@ -287,11 +336,15 @@ async def distributed(inputs: Inputs, receiver: TimedReceiver, cluster: Cluster,
         await publisher.publish(inputs.base, snapshot_id="base", complete=True, baseline=True, at=datetime.now(UTC))
         await cluster.drained(args.timeout)
         receiver.reset()
+        meter = cluster.meter()
+        meter.start()
         start = time.time()
         burst = inputs.rounds[0]
         await publisher.publish(burst, snapshot_id="burst", complete=True, baseline=False, at=datetime.now(UTC))
         await receiver.wait_count(len(burst.records), args.timeout)
+        meter.stop()
         results = [burst_result("kafka (faust + aiokafka), burst", receiver, start, burst.records)]
+        results[0].cpu = meter.spent
     finally:
         await publisher.stop()
     return [*results, await paced(inputs.rounds[1], receiver, cluster, args)]
@@ -366,6 +419,11 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
           f"({args.workers} stream worker(s), {args.notifiers} notifier(s), {PARTITIONS} partitions, "
           f"{os.cpu_count()} CPUs shared with the broker and Redis)")
     print("targets: >= 5000 events/s sustained; p99 <= 500 ms at 1000 events/s")
+    for result in results:
+        if result.cpu:
+            print(f"\nCPU ms per event, {result.name}:")
+            for name, seconds in result.cpu.items():
+                print(f"  {name:<36} {seconds * 1000 / result.events:8.3f}")
 
 
 if __name__ == "__main__":

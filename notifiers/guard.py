@@ -147,6 +147,40 @@ class DeliveryGuard:
         """`key` was sent: later claims answer ALREADY_DONE for `done_ttl`."""
         await self._redis.set(self._key(key), DONE, px=self._done_ttl_ms)
 
+    async def claim_many(self, keys: Sequence[str]) -> list[Claim]:
+        """`claim` for each key, in one round trip (a pipeline of the same script)."""
+        if not keys:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                await self._claim(keys=[self._key(key)], args=[self.owner, self._claim_ttl_ms], client=pipe)
+            results = await pipe.execute()
+        return [Claim(_text(result)) for result in results]
+
+    async def done_many(self, keys: Sequence[str]) -> None:
+        """`done` for each key, in one round trip."""
+        if not keys:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.set(self._key(key), DONE, px=self._done_ttl_ms)
+            await pipe.execute()
+
+    async def acquire_many(self, wanted: Sequence[tuple[str, str]]) -> list[float]:
+        """`acquire_for(channel, destination)` for each pair in turn, in one round trip; seconds to wait each."""
+        if not wanted:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            queued = []
+            for channel, destination in wanted:
+                buckets = buckets_for(self.policy, channel, destination)
+                queued.append(bool(buckets))
+                if buckets:
+                    keys, args = self._gcra_call(buckets)
+                    await self._gcra(keys=keys, args=args, client=pipe)
+            results = iter(await pipe.execute())
+        return [int(next(results)) / 1_000_000 if has else 0.0 for has in queued]
+
     async def release(self, key: str) -> bool:
         """Give up our claim after a failed send; False when we no longer held it (expired, or done)."""
         return bool(await self._release(keys=[self._key(key)], args=[self.owner]))
@@ -163,12 +197,15 @@ class DeliveryGuard:
         """A slot in every bucket, or in none; the seconds until all could give one."""
         if not buckets:
             return 0.0
+        keys, args = self._gcra_call(buckets)
+        waited_us = await self._gcra(keys=keys, args=args)
+        return int(waited_us) / 1_000_000
+
+    def _gcra_call(self, buckets: Sequence[Bucket]) -> tuple[list[str], list[float]]:
         args: list[float] = []
         for bucket in buckets:
             args += [1_000_000 / bucket.rate.per_second, bucket.rate.burst]
-        keys = [f"{{{self.namespace}:rate}}:{bucket.name}" for bucket in buckets]
-        waited_us = await self._gcra(keys=keys, args=args)
-        return int(waited_us) / 1_000_000
+        return [f"{{{self.namespace}:rate}}:{bucket.name}" for bucket in buckets], args
 
     async def admit(self, channel: str, destination: str,
                     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> float:

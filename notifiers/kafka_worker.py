@@ -1,14 +1,20 @@
 """The notifier role on Kafka: one consumer group per channel reads `deliveries.<channel>` and sends.
 
-For each delivery, in partition order (deliveries of one subscription share a partition, so their order holds):
+For each batch a consumer returns, in partition order (deliveries of one subscription share a partition, so their
+order holds):
 
-    1. read the envelope               malformed → `dlq.<topic>` with the reason
-    2. resolve the subscription        from the subscription store (the secret is never on the bus);
+    1. read the envelopes              malformed → `dlq.<topic>` with the reason
+    2. resolve the subscriptions       from the subscription store (the secret is never on the bus);
                                        deleted → dropped
-    3. claim its idempotency key       guard (Redis SET NX + TTL): done already → skip; busy elsewhere → re-queue
-    4. respect the destination's rate  a short wait inline; a long one → re-queue
-    5. send                            Channels.send; DeliveryError says whether to retry
-    6. done / re-queue / dead letter   then, for the whole batch, commit the offsets
+    3. claim the idempotency keys      guard (Redis SET NX + TTL): done already → skip; busy elsewhere → re-queue
+    4. take the destinations' slots    a short wait inline; a long one → re-queue
+    5. send                            Channels.send, each subscription's in order, subscriptions in parallel;
+                                       DeliveryError says whether to retry
+    6. done / re-queue / dead letter   then commit the offsets
+
+Steps 2, 3, 4 and the `done` marks of step 6 each take one Redis round trip for the whole batch (pipelines), not
+one per delivery. A delivery whose send starts long after the batch's claims (`reclaim_after_s`, half the claim's
+time to live) claims its key again first, so a slow batch cannot outlive its claims unnoticed.
 
 A retriable failure does not block the partition: the delivery is re-queued to `deliveries.<channel>.retry` with
 its attempt count and a not-before time in headers (`RetryPolicy` backoff, or the destination's Retry-After).
@@ -31,7 +37,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -47,6 +53,7 @@ from notifiers.worker import RetryPolicy
 log = logging.getLogger(__name__)
 
 Headers = list[tuple[str, bytes]]
+BUSY_REASON = "claimed by another notifier"
 
 
 class Record(Protocol):
@@ -61,7 +68,7 @@ class Record(Protocol):
 
 
 class Subscriptions(Protocol):
-    async def get(self, subscription_id: str) -> Subscription | None: ...
+    async def get_many(self, subscription_ids: Iterable[str]) -> dict[str, Subscription]: ...
 
 
 class Guard(Protocol):
@@ -69,11 +76,15 @@ class Guard(Protocol):
 
     async def claim(self, key: str) -> Claim: ...
 
-    async def done(self, key: str) -> None: ...
+    async def claim_many(self, keys: Sequence[str]) -> list[Claim]: ...
+
+    async def done_many(self, keys: Sequence[str]) -> None: ...
 
     async def release(self, key: str) -> bool: ...
 
     async def acquire_for(self, channel: str, destination: str) -> float: ...
+
+    async def acquire_many(self, wanted: Sequence[tuple[str, str]]) -> list[float]: ...
 
 
 class Sender(Protocol):
@@ -88,6 +99,7 @@ class NotifierConfig:
     prefix: str = ""
     busy_delay_s: float = 30.0
     inline_wait_s: float = 2.0
+    reclaim_after_s: float = 30.0
     max_records: int = 500
     concurrency: int = 64
 
@@ -133,6 +145,16 @@ class Outgoing:
     topic: str
     record: Record
     headers: Headers
+
+
+@dataclass(slots=True)
+class _Job:
+    """A claimed delivery of the batch: its record, the attempts made, the slot wait its destination gave."""
+
+    record: Record
+    attempt: int
+    delivery: Delivery
+    wait: float = 0.0
 
 
 class KafkaNotifier:
@@ -210,7 +232,7 @@ class KafkaNotifier:
             try:
                 not_before = retry_header(record, "vigie-not-before", float)
             except EnvelopeError:
-                not_before = 0.0  # due now: handle() dead-letters it with the reason
+                not_before = 0.0  # due now: _handle_all() dead-letters it with the reason
             if not_before > now:
                 consumer.seek(tp, record.offset)
                 consumer.pause(tp)
@@ -219,42 +241,68 @@ class KafkaNotifier:
         return records
 
     async def _handle_all(self, records: list[Record]) -> list[Outgoing]:
-        """Per subscription (the record key) in order; subscriptions in parallel."""
-        queues: dict[bytes | None, list[Record]] = {}
+        """The batch's deliveries: what to publish for them (re-queues, dead letters). Redis is asked once per step
+        for the whole batch; sends go per subscription (the record key) in order, subscriptions in parallel."""
+        out: list[Outgoing] = []
+        read: list[tuple[Record, int, Delivery]] = []
         for record in records:
-            queues.setdefault(record.key, []).append(record)
-        results = await asyncio.gather(*(self._queue(queue) for queue in queues.values()))
-        return [out for result in results for out in result]
+            try:
+                read.append((record, *self._read(record)))
+            except EnvelopeError as exc:
+                out.append(Outgoing(self.conf.dlq(record.topic), record, dead_letter_headers(record, str(exc))))
+        if not read:
+            return out
+        found = await self._subscriptions.get_many({delivery.subscription.id for _, _, delivery in read})
+        live: list[_Job] = []
+        for record, attempt, delivery in read:
+            subscription = found.get(delivery.subscription.id)
+            if subscription is None:
+                log.info("subscription %s is gone: delivery %s dropped", delivery.subscription.id, delivery.key,
+                         extra=_context(delivery))
+                continue
+            live.append(_Job(record, attempt, Delivery(delivery.key, delivery.change, subscription)))
+        claimed_at = time.monotonic()
+        claims = await self._guard.claim_many([job.delivery.key for job in live])
+        claimed: list[_Job] = []
+        for job, claim in zip(live, claims, strict=True):
+            if claim is Claim.BUSY:
+                out.append(self._requeue(job.record, job.attempt, self.conf.busy_delay_s, BUSY_REASON))
+            elif claim is Claim.CLAIMED:
+                claimed.append(job)  # ALREADY_DONE: sent before, nothing to do
+        waits = await self._guard.acquire_many([
+            (job.delivery.subscription.channel, job.delivery.subscription.destination) for job in claimed])
+        queues: dict[bytes | None, list[_Job]] = {}
+        for job, wait in zip(claimed, waits, strict=True):
+            job.wait = wait
+            queues.setdefault(job.record.key, []).append(job)
+        sent: list[str] = []
+        results = await asyncio.gather(*(self._queue(queue, claimed_at, sent) for queue in queues.values()))
+        await self._guard.done_many(sent)
+        return out + [outgoing for result in results for outgoing in result]
 
-    async def _queue(self, queue: list[Record]) -> list[Outgoing]:
+    async def _queue(self, queue: list[_Job], claimed_at: float, sent: list[str]) -> list[Outgoing]:
         out: list[Outgoing] = []
         async with self._slots:
-            for record in queue:
-                out += await self.handle(record)
+            for job in queue:
+                out += await self._deliver(job, claimed_at, sent)
         return out
 
-    async def handle(self, record: Record) -> list[Outgoing]:
-        """One delivery: what to publish for it (nothing, a re-queue, or a dead letter)."""
-        try:
-            attempt = int(retry_header(record, "vigie-attempt", int))
-            retry_header(record, "vigie-not-before", float)
-            delivery = read(decode(record.value), DELIVERY, delivery_from_dict)
-        except EnvelopeError as exc:
-            return [Outgoing(self.conf.dlq(record.topic), record, dead_letter_headers(record, str(exc)))]
-        subscription = await self._subscriptions.get(delivery.subscription.id)
-        if subscription is None:
-            log.info("subscription %s is gone: delivery %s dropped", delivery.subscription.id, delivery.key,
-                     extra=_context(delivery))
-            return []
-        return await self._deliver(Delivery(delivery.key, delivery.change, subscription), record, attempt)
+    def _read(self, record: Record) -> tuple[int, Delivery]:
+        """The attempts made so far and the delivery a record holds; EnvelopeError when it cannot be read."""
+        attempt = int(retry_header(record, "vigie-attempt", int))
+        retry_header(record, "vigie-not-before", float)
+        return attempt, read(decode(record.value), DELIVERY, delivery_from_dict)
 
-    async def _deliver(self, delivery: Delivery, record: Record, attempt: int) -> list[Outgoing]:
-        claim = await self._guard.claim(delivery.key)
-        if claim is Claim.ALREADY_DONE:
-            return []
-        if claim is Claim.BUSY:
-            return [self._requeue(record, attempt, self.conf.busy_delay_s, "claimed by another notifier")]
-        wait = await self._admit(delivery)
+    async def _deliver(self, job: _Job, claimed_at: float, sent: list[str]) -> list[Outgoing]:
+        """Send one claimed delivery (its key goes to `sent`), or say what to publish instead."""
+        delivery, record, attempt = job.delivery, job.record, job.attempt
+        if time.monotonic() - claimed_at > self.conf.reclaim_after_s:
+            claim = await self._guard.claim(delivery.key)  # extends ours, unless it expired and was taken
+            if claim is Claim.ALREADY_DONE:
+                return []
+            if claim is Claim.BUSY:
+                return [self._requeue(record, attempt, self.conf.busy_delay_s, BUSY_REASON)]
+        wait = await self._admit(delivery, job.wait)
         if wait > 0:
             await self._guard.release(delivery.key)
             return [self._requeue(record, attempt, wait, "rate limited")]
@@ -263,20 +311,21 @@ class KafkaNotifier:
         except Exception as exc:  # DeliveryError says what to do; anything else is retried, with a traceback
             await self._guard.release(delivery.key)
             return [self._failed(delivery, record, attempt + 1, _as_delivery_error(exc, delivery))]
-        await self._guard.done(delivery.key)
+        sent.append(delivery.key)
         self.sent += 1
-        log.info("delivered %s to %s", delivery.key, mask(delivery.subscription.destination),
-                 extra=_context(delivery))
+        if log.isEnabledFor(logging.INFO):  # the masking and the context cost more than the check
+            log.info("delivered %s to %s", delivery.key, mask(delivery.subscription.destination),
+                     extra=_context(delivery))
         return []
 
-    async def _admit(self, delivery: Delivery) -> float:
-        """Wait inline for a rate-limit slot when it comes soon; else the seconds to come back after."""
+    async def _admit(self, delivery: Delivery, wait: float) -> float:
+        """Given the batch's first answer for a slot, wait inline when the next comes soon; else the seconds to
+        come back after."""
         subscription = delivery.subscription
-        while True:
-            wait = await self._guard.acquire_for(subscription.channel, subscription.destination)
-            if wait <= 0 or wait > self.conf.inline_wait_s:
-                return max(wait, 0.0)
+        while 0 < wait <= self.conf.inline_wait_s:
             await asyncio.sleep(wait)
+            wait = await self._guard.acquire_for(subscription.channel, subscription.destination)
+        return max(wait, 0.0)
 
     def _failed(self, delivery: Delivery, record: Record, attempt: int, error: DeliveryError) -> Outgoing:
         reason, where = str(error), mask(delivery.subscription.destination)

@@ -231,7 +231,8 @@ def guard_policy(s: DistributedSettings) -> dict[str, tuple[Limit, ...]]:
 async def run_notifier(s: DistributedSettings, channel: str) -> None:
     await ensure_topics(s.bootstrap, topic_specs(s))
     conf = NotifierConfig(channel=channel, bootstrap=s.bootstrap, group=f"{s.app_id}-notifier-{channel}",
-                          prefix=s.topic_prefix, busy_delay_s=min(s.claim_ttl, 30.0))
+                          prefix=s.topic_prefix, busy_delay_s=min(s.claim_ttl, 30.0),
+                          reclaim_after_s=s.claim_ttl / 2)
     store = RedisSubscriptionStore(s.redis_url, namespace=s.namespace)
     guard = DeliveryGuard(s.redis_url, namespace=s.namespace, claim_ttl_s=s.claim_ttl, policy=guard_policy(s))
     stop = _stop_on_signals()

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import orjson
 from redis.asyncio import Redis
@@ -106,6 +106,18 @@ class RedisSubscriptionStore:
     async def get(self, subscription_id: str) -> Subscription | None:
         raw = await self._redis.hget(self._data, subscription_id)
         return None if raw is None else subscription_from_dict(orjson.loads(raw))
+
+    async def get_many(self, subscription_ids: Iterable[str]) -> dict[str, Subscription]:
+        """The subscriptions of these ids that exist, by id, in one round trip per CHUNK ids."""
+        ids = list(dict.fromkeys(subscription_ids))
+        found: dict[str, Subscription] = {}
+        for start in range(0, len(ids), CHUNK):
+            values = await self._redis.hmget(self._data, ids[start:start + CHUNK])
+            for raw in values:
+                if raw is not None:
+                    subscription = subscription_from_dict(orjson.loads(raw))
+                    found[subscription.id] = subscription
+        return found
 
     async def delete(self, subscription_id: str) -> bool:
         """True when the subscription existed (and a tombstone is published), False otherwise."""

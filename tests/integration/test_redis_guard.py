@@ -182,3 +182,28 @@ async def test_no_destination_text_in_redis_keys(guards: GuardFactory, redis_url
     await client.aclose()
     assert len(keys) == 2
     assert not [k for k in keys if b"topsecret" in k]
+
+
+async def test_claims_in_one_round_trip_answer_as_one_by_one(guards: GuardFactory) -> None:
+    mine, theirs = guards(owner="mine"), guards(owner="theirs")
+    assert await theirs.claim("k-busy") is Claim.CLAIMED
+    assert await mine.claim("k-sent") is Claim.CLAIMED
+    await mine.done("k-sent")
+    assert await mine.claim_many(["k-new", "k-busy", "k-sent", "k-new"]) == [
+        Claim.CLAIMED, Claim.BUSY, Claim.ALREADY_DONE, Claim.CLAIMED]  # our own claim again: still ours
+    assert await mine.claim_many([]) == []
+    await mine.done_many(["k-new", "k-busy"])
+    assert await theirs.claim_many(["k-new", "k-busy"]) == [Claim.ALREADY_DONE, Claim.ALREADY_DONE]
+
+
+async def test_rate_slots_in_one_round_trip_are_taken_in_order(guards: GuardFactory) -> None:
+    policy = {"webhook": (Limit(Rate(1.0, burst=2)),)}
+    guard = guards(policy=policy)
+    a, b = "webhook+https://partner.example/a", "webhook+https://partner.example/b"
+    waits = await guard.acquire_many([("webhook", a), ("webhook", a), ("console", "console://"), ("webhook", a),
+                                      ("webhook", b)])
+    assert waits[:3] == [0.0, 0.0, 0.0]
+    assert 0.0 < waits[3] <= 1.0  # the third to `a` within its burst of 2
+    assert waits[4] == 0.0
+    assert 0.0 < await guard.acquire_for("webhook", a) <= 1.0  # the refusal took nothing, the two slots are spent
+    assert await guard.acquire_many([]) == []

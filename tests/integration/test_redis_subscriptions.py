@@ -194,3 +194,19 @@ async def test_unreachable_broker_raises_publish_error_after_the_write(redis_url
         assert await store.pending() == ["orphan"]
     finally:
         await store.aclose()
+
+
+async def test_get_many_reads_what_get_reads(redis_url: str, namespace: str) -> None:
+    store = RedisSubscriptionStore(redis_url, namespace=namespace)
+    try:
+        for i in range(5):
+            await store.put(sub(f"s{i}", label=f"n{i}", secret=SECRET))
+        await store.delete("s3")
+        wanted = ["s4", "s0", "s3", "missing", "s0", "s2"]
+        found = await store.get_many(wanted)
+        assert sorted(found) == ["s0", "s2", "s4"]
+        for sid, subscription in found.items():
+            assert subscription == await store.get(sid)
+        assert await store.get_many([]) == {}
+    finally:
+        await store.aclose()
