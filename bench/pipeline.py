@@ -9,7 +9,12 @@ fills the state of both runtimes, then two rounds of edits change every record (
 
 - burst:  all edited records published at once; sustained events/s = events / (last receipt - first publish),
           latency = receipt - publish start;
-- paced:  records published one by one at `--rate` per second; latency = receipt - that record's publish.
+- paced:  records published one by one at `--rate` per second; latency = receipt - that record's publish;
+- republication: the whole snapshot again, one record in 10 changed (a weekly publication): events = records
+          through the diff until the stream workers committed them all, latency = alert receipt - publish start.
+
+Each phase also prints the CPU time it cost per event, by process (the bench's own publisher and receiver,
+each role process, and the rest of the machine: the broker and Redis).
 
 The distributed side runs the real `vigie streams worker` and `vigie notifier` processes (faust + aiokafka)
 and publishes with producers.kafka_publisher's envelopes; the embedded side runs its Processor (diff, match,
@@ -63,6 +68,7 @@ from subscriptions.sqlite import SqliteSubscriptionStore
 
 VIGIE = Path(sys.executable).parent / "vigie"
 SOURCE = "bench://alimconfiance"
+SNAPSHOT_EVERY = 10  # the republication round changes one record in 10
 PARTITIONS = 4
 
 
@@ -97,15 +103,18 @@ class Inputs:
 
 
 def snapshots(events: int) -> tuple[Snapshot, list[Snapshot]]:
-    """The baseline, and two rounds editing every record's name (one `updated` change per record)."""
+    """The baseline; two rounds editing every record's name (one `updated` change per record); then a weekly
+    republication of round B where one record in `SNAPSHOT_EVERY` changed."""
     rows = load_rows()[:events]
     adapter = AlimConfianceAdapter()
 
-    def edited(tag: str) -> Snapshot:
-        changed = [{**row, "app_libelle_etablissement": f"{row['app_libelle_etablissement']} {tag}"} for row in rows]
+    def edited(tag: str, every: int = 1, base: str = "") -> Snapshot:
+        changed = [{**row, "app_libelle_etablissement": f"{row['app_libelle_etablissement']}{base}"
+                    + (f" {tag}" if i % every == 0 else "")} for i, row in enumerate(rows)]
         return _scoped(adapter.to_snapshot(RawSnapshot(SOURCE, changed, True, f"v-{tag}")))
 
-    return _scoped(adapter.to_snapshot(RawSnapshot(SOURCE, rows, True, "v-base"))), [edited("(A)"), edited("(B)")]
+    return _scoped(adapter.to_snapshot(RawSnapshot(SOURCE, rows, True, "v-base"))), [
+        edited("(A)"), edited("(B)"), edited("(C)", SNAPSHOT_EVERY, base=" (B)")]
 
 
 def _scoped(snapshot: Snapshot) -> Snapshot:
@@ -174,7 +183,7 @@ class Result:
         lat = sorted(self.latencies)
         p50 = statistics.median(lat) * 1000 if lat else float("nan")
         p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000 if lat else float("nan")
-        return f"{self.name:<34} {self.events:>7} {rate:>12.0f} {p50:>10.0f} {p99:>10.0f}"
+        return f"{self.name:<40} {self.events:>7} {rate:>12.0f} {p50:>10.0f} {p99:>10.0f}"
 
 
 def burst_result(name: str, receiver: TimedReceiver, start: float, records: list[Record]) -> Result:
@@ -336,6 +345,7 @@ async def distributed(inputs: Inputs, receiver: TimedReceiver, cluster: Cluster,
         await publisher.publish(inputs.base, snapshot_id="base", complete=True, baseline=True, at=datetime.now(UTC))
         await cluster.drained(args.timeout)
         receiver.reset()
+        phase("kafka burst")
         meter = cluster.meter()
         meter.start()
         start = time.time()
@@ -347,22 +357,58 @@ async def distributed(inputs: Inputs, receiver: TimedReceiver, cluster: Cluster,
         results[0].cpu = meter.spent
     finally:
         await publisher.stop()
-    return [*results, await paced(inputs.rounds[1], receiver, cluster, args)]
+    results.append(await paced(inputs.rounds[1], receiver, cluster, args))
+    return [*results, await republication(inputs.rounds[2], receiver, cluster, args)]
+
+
+async def republication(snapshot: Snapshot, receiver: TimedReceiver, cluster: Cluster,
+                        args: argparse.Namespace) -> Result:
+    """A whole snapshot published again with few changes: records/s through the diff, until every record is
+    committed by the stream workers and every alert received (latency: publish start to each alert)."""
+    receiver.reset()
+    phase("republication")
+    changed = [r for i, r in enumerate(snapshot.records) if i % SNAPSHOT_EVERY == 0]
+    publisher = KafkaPublisher(cluster.bootstrap, prefix=cluster.prefix)
+    await publisher.start()
+    meter = cluster.meter()
+    meter.start()
+    start = time.time()
+    try:
+        await publisher.publish(snapshot, snapshot_id="republished", complete=True, baseline=False,
+                                at=datetime.now(UTC))
+    finally:
+        await publisher.stop()
+    await receiver.wait_count(len(changed), args.timeout)
+    await cluster.drained(args.timeout)
+    meter.stop()
+    seconds = max(time.time() - start, 1e-9)
+    latencies = [receiver.arrivals[r.key] - start for r in changed]
+    return Result(f"kafka, republication (1 in {SNAPSHOT_EVERY} changed)", len(snapshot.records), seconds,
+                  latencies, meter.spent)
+
+
+def phase(name: str) -> None:
+    """Say on stderr when a phase starts (to profile one phase: `py-spy record --pid ...` from that line on)."""
+    print(f"{time.strftime('%H:%M:%S')} phase: {name}", file=sys.stderr, flush=True)
 
 
 async def paced(snapshot: Snapshot, receiver: TimedReceiver, cluster: Cluster, args: argparse.Namespace) -> Result:
     receiver.reset()
+    phase("paced")
     producer = AIOKafkaProducer(bootstrap_servers=cluster.bootstrap, acks="all", enable_idempotence=True,
-                                linger_ms=0)
+                                linger_ms=5, max_batch_size=256 * 1024)  # as the producer role's
     await producer.start()
+    meter = cluster.meter()
+    meter.start()
     try:
         sent = await publish_paced(producer, f"{cluster.prefix}records.alimconfiance", snapshot, args.rate)
     finally:
         await producer.stop()
     await receiver.wait_count(len(snapshot.records), args.timeout)
+    meter.stop()
     latencies = [receiver.arrivals[key] - at for key, at in sent.items()]
     seconds = max(receiver.arrivals.values()) - min(sent.values())
-    return Result(f"kafka, paced at {args.rate:g}/s", len(sent), seconds, latencies)
+    return Result(f"kafka, paced at {args.rate:g}/s", len(sent), seconds, latencies, meter.spent)
 
 
 # -- main --------------------------------------------------------------------------------------------------
@@ -410,7 +456,7 @@ async def run_distributed(base: Snapshot, rounds: list[Snapshot], workdir: Path,
 
 
 def report(results: list[Result], args: argparse.Namespace) -> None:
-    print(f"\n{'runtime':<34} {'events':>7} {'events/s':>12} {'p50 ms':>10} {'p99 ms':>10}")
+    print(f"\n{'runtime':<40} {'events':>7} {'events/s':>12} {'p50 ms':>10} {'p99 ms':>10}")
     for result in results:
         print(result.row())
     embedded_rate = results[0].events / results[0].seconds

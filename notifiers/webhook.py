@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import ipaddress
 import logging
 import secrets
@@ -106,10 +107,21 @@ def status_error(status: int, retry_after: float | None, where: str) -> Delivery
     return DeliveryError(f"webhook endpoint refused the event with {status}: {where}", retriable=False)
 
 
+@functools.lru_cache(maxsize=4096)
+def _signer(secret: str) -> Webhook:
+    """The signer of a secret, decoded once (the cache keeps no failure: a bad secret raises every time)."""
+    return Webhook(secret)
+
+
+@functools.lru_cache(maxsize=4096)
+def _target(url: str) -> WebhookTarget:
+    return WebhookTarget.parse(url)
+
+
 def signed_headers(secret: str, msg_id: str, at: datetime, body: str) -> dict[str, str]:
     """Standard Webhooks headers for `body`; DeliveryError (not retriable) if the secret is unusable."""
     try:
-        signature = Webhook(secret).sign(msg_id, at.astimezone(UTC), body)
+        signature = _signer(secret).sign(msg_id, at.astimezone(UTC), body)
     except (binascii.Error, EmptyWebhookSecretError, ValueError) as exc:
         raise DeliveryError("webhook signing secret is not a valid whsec_ base64 secret", retriable=False) from exc
     return {
@@ -134,7 +146,7 @@ class WebhookChannel:
         self._clock = clock
 
     async def send(self, delivery: Delivery) -> None:
-        target = target_of(delivery, WebhookTarget.parse)
+        target = target_of(delivery, _target)  # parsed once per destination
         secret = delivery.subscription.secret
         if not secret:
             raise DeliveryError("webhook subscription has no signing secret", retriable=False)
@@ -144,10 +156,12 @@ class WebhookChannel:
             raise DeliveryError(f"the event cannot be encoded as JSON: {exc}", retriable=False) from exc
         headers = signed_headers(secret, delivery.key, self._clock(), body)
         status, retry_after = await self._post(target, body, headers)
-        if error := status_error(status, retry_after, target.url()):
+        if not 200 <= status < 300 and (error := status_error(status, retry_after, target.url())):
             raise error
-        log.debug("webhook %s accepted %s with %d", target.url(), delivery.key, status, extra={
-            "change_id": delivery.change.id, "subscription_id": delivery.subscription.id, "channel": self.scheme})
+        if log.isEnabledFor(logging.DEBUG):  # masking the URL costs more than the check
+            log.debug("webhook %s accepted %s with %d", target.url(), delivery.key, status, extra={
+                "change_id": delivery.change.id, "subscription_id": delivery.subscription.id,
+                "channel": self.scheme})
 
     async def _post(self, target: WebhookTarget, body: str, headers: dict[str, str]) -> tuple[int, float | None]:
         try:

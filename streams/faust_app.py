@@ -89,7 +89,8 @@ class StreamsConfig:
     partitions: int = 4
     data_dir: str = "vigie-data"
     batch: int = 1000
-    within: float = 0.1
+    within: float = 0.02  # faust's take() hands a batch over at most this often (or at `batch` events): the
+    # latency each agent adds when records trickle in; under load the batches fill up and leave at once
     session_timeout: float = 10.0
     commit_interval: float = 1.0
     standby_replicas: int = 1

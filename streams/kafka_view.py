@@ -54,7 +54,8 @@ class ViewUpdater:
         self.consumed = 0
         self._progress = asyncio.Condition()
         self._consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
-                                          enable_auto_commit=False, auto_offset_reset="earliest")
+                                          enable_auto_commit=False, auto_offset_reset="earliest",
+                                          fetch_min_bytes=64 * 1024, fetch_max_wait_ms=100)  # the view may lag
 
     async def wait_consumed(self, n: int) -> None:
         """Until `n` messages have been folded in and committed (for tests and readiness)."""
