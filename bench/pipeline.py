@@ -4,7 +4,8 @@
     python bench/pipeline.py [--events 10000] [--rate 1000] [--workers 1] [--notifiers 1]
 
 Input: real Alim'Confiance inspections (runtime/demo_data/), one subscriber per postcode (webhook, each to its
-own endpoint of a local receiver that verifies signatures), so every change is one alert. A baseline snapshot
+own endpoint of a local receiver that verifies every signature and dedupes, bench/receiver.py), so every change
+is one alert. A baseline snapshot
 fills the state of both runtimes, then two rounds of edits change every record (one `updated` alert each):
 
 - burst:  all edited records published at once; sustained events/s = events / (last receipt - first publish),
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import signal
 import statistics
 import sys
@@ -41,12 +43,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 from redis.asyncio import Redis
 
+from bench.receiver import LeanReceiver
 from core.geo import AdminArea
 from core.match import GridIndex
 from core.model import Record, Subscription, stable_hash
@@ -56,7 +58,6 @@ from notifiers.webhook import new_secret
 from notifiers.worker import OutboxWorker
 from producers.datasets.alimconfiance import AlimConfianceAdapter
 from producers.kafka_publisher import KafkaPublisher, end_envelope, record_envelope
-from runtime.demo.receiver import WebhookReceiver
 from runtime.demo.snapshots import load_rows
 from runtime.distributed import DistributedSettings, topic_specs
 from runtime.embedded import Embedded
@@ -70,29 +71,6 @@ VIGIE = Path(sys.executable).parent / "vigie"
 SOURCE = "bench://alimconfiance"
 SNAPSHOT_EVERY = 10  # the republication round changes one record in 10
 PARTITIONS = 4
-
-
-class TimedReceiver(WebhookReceiver):
-    """The demo receiver, stamping each new event's arrival (time.time) by its record key."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.arrivals: dict[str, float] = {}
-        self.base = 0
-
-    async def _accept(self, request: web.Request, secret: str) -> web.Response:
-        before = len(self.received)
-        response = await super()._accept(request, secret)
-        if len(self.received) > before:
-            self.arrivals[self.received[-1].event["data"]["key"]] = time.time()
-        return response
-
-    def reset(self) -> None:
-        self.arrivals.clear()
-        self.base = len(self.received)
-
-    async def wait_count(self, n: int, timeout: float) -> None:  # noqa: ASYNC109 - a deadline is the point
-        await self.wait_for(self.base + n, timeout)
 
 
 @dataclass
@@ -121,7 +99,7 @@ def _scoped(snapshot: Snapshot) -> Snapshot:
     return Snapshot(snapshot.dataset, SOURCE, snapshot.records, snapshot.complete, snapshot.version)
 
 
-def subscribers(records: Iterable[Record], receiver: WebhookReceiver) -> list[Subscription]:
+def subscribers(records: Iterable[Record], receiver: LeanReceiver) -> list[Subscription]:
     """One webhook subscriber per postcode seen, each to its own receiver endpoint."""
     made = []
     for postcode in sorted({r.admin.postcode for r in records if r.admin.postcode}):
@@ -186,7 +164,7 @@ class Result:
         return f"{self.name:<40} {self.events:>7} {rate:>12.0f} {p50:>10.0f} {p99:>10.0f}"
 
 
-def burst_result(name: str, receiver: TimedReceiver, start: float, records: list[Record]) -> Result:
+def burst_result(name: str, receiver: LeanReceiver, start: float, records: list[Record]) -> Result:
     arrivals = [receiver.arrivals[r.key] for r in records]
     return Result(name, len(records), max(arrivals) - start, [a - start for a in arrivals])
 
@@ -194,7 +172,7 @@ def burst_result(name: str, receiver: TimedReceiver, start: float, records: list
 # -- embedded ----------------------------------------------------------------------------------------------
 
 
-async def embedded(inputs: Inputs, receiver: TimedReceiver, workdir: Path, deadline_s: float) -> Result:
+async def embedded(inputs: Inputs, receiver: LeanReceiver, workdir: Path, deadline_s: float) -> Result:
     settings = Settings(state=f"sqlite:///{workdir / 'embedded.db'}")
     store = SqliteSubscriptionStore(settings.subscription_store)
     for subscription in inputs.subscriptions:
@@ -238,7 +216,8 @@ class Cluster:
                 "VIGIE_TOPIC_PREFIX": self.prefix, "VIGIE_APP_ID": f"bench-{self.tag}",
                 "VIGIE_NAMESPACE": f"bench-{self.tag}", "VIGIE_PARTITIONS": str(PARTITIONS),
                 "VIGIE_DATA_DIR": str(self.workdir / "data"), "VIGIE_STREAMS_STORE": "memory://",
-                "VIGIE_DATASETS": "alimconfiance", "VIGIE_WEBHOOK_RATE": "1000000", "VIGIE_LOG_LEVEL": "WARNING"}
+                "VIGIE_DATASETS": "alimconfiance", "VIGIE_WEBHOOK_RATE": "1000000",
+                "VIGIE_LOG_LEVEL": os.environ.get("VIGIE_LOG_LEVEL", "WARNING")}
 
     async def start(self, name: str, *args: str) -> None:
         with (self.workdir / f"{name}.log").open("ab") as log:
@@ -329,7 +308,7 @@ async def publish_paced(producer: AIOKafkaProducer, topic: str, snapshot: Snapsh
     return sent
 
 
-async def distributed(inputs: Inputs, receiver: TimedReceiver, cluster: Cluster, args: argparse.Namespace) -> list[
+async def distributed(inputs: Inputs, receiver: LeanReceiver, cluster: Cluster, args: argparse.Namespace) -> list[
         Result]:
     settings = DistributedSettings(bus=f"kafka://{cluster.bootstrap}", store=cluster.redis_url,
                                    topic_prefix=cluster.prefix, partitions=PARTITIONS, datasets=["alimconfiance"])
@@ -361,7 +340,7 @@ async def distributed(inputs: Inputs, receiver: TimedReceiver, cluster: Cluster,
     return [*results, await republication(inputs.rounds[2], receiver, cluster, args)]
 
 
-async def republication(snapshot: Snapshot, receiver: TimedReceiver, cluster: Cluster,
+async def republication(snapshot: Snapshot, receiver: LeanReceiver, cluster: Cluster,
                         args: argparse.Namespace) -> Result:
     """A whole snapshot published again with few changes: records/s through the diff, until every record is
     committed by the stream workers and every alert received (latency: publish start to each alert)."""
@@ -392,7 +371,7 @@ def phase(name: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} phase: {name}", file=sys.stderr, flush=True)
 
 
-async def paced(snapshot: Snapshot, receiver: TimedReceiver, cluster: Cluster, args: argparse.Namespace) -> Result:
+async def paced(snapshot: Snapshot, receiver: LeanReceiver, cluster: Cluster, args: argparse.Namespace) -> Result:
     receiver.reset()
     phase("paced")
     producer = AIOKafkaProducer(bootstrap_servers=cluster.bootstrap, acks="all", enable_idempotence=True,
@@ -423,6 +402,8 @@ def options() -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=180.0, help="bound on every wait, seconds")
     parser.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
     parser.add_argument("--redis", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    parser.add_argument("--logs", type=Path,
+                        help="copy the role processes' logs here (VIGIE_LOG_LEVEL sets their level)")
     return parser.parse_args()
 
 
@@ -430,7 +411,7 @@ async def main(args: argparse.Namespace) -> None:
     base, rounds = snapshots(args.events)
     with tempfile.TemporaryDirectory(prefix="vigie-bench-") as tmp:
         workdir = Path(tmp)
-        receiver = TimedReceiver()
+        receiver = LeanReceiver()
         await receiver.start()
         try:
             inputs = Inputs(base, rounds, subscribers(base.records, receiver))
@@ -438,13 +419,23 @@ async def main(args: argparse.Namespace) -> None:
             results = [await embedded(inputs, receiver, workdir, args.timeout)]
         finally:
             await receiver.close()
-        results += await run_distributed(base, rounds, workdir, args)
+        try:
+            results += await run_distributed(base, rounds, workdir, args)
+        finally:
+            if args.logs:
+                keep_logs(workdir, args.logs)
     report(results, args)
+
+
+def keep_logs(workdir: Path, into: Path) -> None:
+    into.mkdir(parents=True, exist_ok=True)
+    for log in workdir.glob("*.log"):
+        shutil.copy(log, into / log.name)
 
 
 async def run_distributed(base: Snapshot, rounds: list[Snapshot], workdir: Path,
                           args: argparse.Namespace) -> list[Result]:
-    receiver = TimedReceiver()
+    receiver = LeanReceiver()
     await receiver.start()
     cluster = Cluster(args.bootstrap, args.redis, workdir)
     try:

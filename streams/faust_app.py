@@ -62,6 +62,7 @@ from core.codec import (
 from core.errors import EnvelopeError
 from core.model import Change, Delivery
 from streams.bus.kafka import COMPACTED, KafkaBus, Outgoing, TopicSpec, ensure_topics, start_offsets
+from streams.faust_transport import App
 from streams.kafka_diff import PartitionDiff, RecordMessage, SnapshotEnd
 from streams.kafka_index import SubscriptionFeed
 from streams.kafka_positions import Positions
@@ -89,7 +90,7 @@ class StreamsConfig:
     partitions: int = 4
     data_dir: str = "vigie-data"
     batch: int = 1000
-    within: float = 0.02  # faust's take() hands a batch over at most this often (or at `batch` events): the
+    within: float = 0.05  # faust's take() hands a batch over at most this often (or at `batch` events): the
     # latency each agent adds when records trickle in; under load the batches fill up and leave at once
     session_timeout: float = 10.0
     commit_interval: float = 1.0
@@ -196,7 +197,7 @@ class Streams:
     def _app(self) -> faust.App:
         c = self.conf
         brokers = ";".join(f"kafka://{host}" for host in c.bootstrap.split(","))
-        return faust.App(
+        return App(
             c.app_id, broker=brokers, store=c.store, topic_partitions=c.partitions, datadir=c.data_dir,
             web_enabled=False, autodiscover=False, processing_guarantee="at_least_once",
             broker_session_timeout=c.session_timeout, broker_heartbeat_interval=max(c.session_timeout / 5, 0.5),
