@@ -18,7 +18,9 @@ time to live) claims its key again first, so a slow batch cannot outlive its cla
 
 A retriable failure does not block the partition: the delivery is re-queued to `deliveries.<channel>.retry` with
 its attempt count and a not-before time in headers (`RetryPolicy` backoff, or the destination's Retry-After).
-The retry consumer (its own group) pauses a partition whose head is not due yet and resumes it on time. After
+The retry consumer (its own group) pauses a partition whose head is not due yet and resumes it on time; a
+not-before further away than any delay a notifier writes (a wrong clock, a forged header) is due at once, so
+one message cannot hold its partition for days. After
 the last attempt, or on a failure no retry can fix, the delivery goes to `dlq.deliveries.<channel>` with the
 reason. Headers:
 
@@ -55,6 +57,7 @@ log = logging.getLogger(__name__)
 Headers = list[tuple[str, bytes]]
 BUSY_REASON = "claimed by another notifier"
 FETCH_MIN_BYTES = 64 * 1024
+CLOCK_SKEW_S = 300.0
 FETCH_WAIT_MS = 20
 
 
@@ -170,6 +173,8 @@ class KafkaNotifier:
         self._guard = guard
         self._sender = sender
         self._policy = RetryPolicy() if policy is None else policy
+        # the longest delay a notifier writes in a not-before header, plus room for clocks that disagree
+        self.longest_wait_s = max(self._policy.max_delay, conf.busy_delay_s, conf.inline_wait_s) + CLOCK_SKEW_S
         self._clock = clock
         self._rng = rng
         self._slots = asyncio.Semaphore(conf.concurrency)
@@ -238,6 +243,11 @@ class KafkaNotifier:
                 not_before = retry_header(record, "vigie-not-before", float)
             except EnvelopeError:
                 not_before = 0.0  # due now: _handle_all() dead-letters it with the reason
+            if not_before > now + self.longest_wait_s:  # no notifier writes that: a wrong clock or a forged header
+                log.warning("%s[%d]@%d is not due for %.0f s, longer than any retry delay (%.0f s): due now",
+                            tp.topic, tp.partition, record.offset, not_before - now, self.longest_wait_s,
+                            extra={"topic": tp.topic, "partition": tp.partition, "offset": record.offset})
+                not_before = now
             if not_before > now:
                 consumer.seek(tp, record.offset)
                 consumer.pause(tp)
