@@ -18,24 +18,9 @@ import pytest
 
 from streams.bus.kafka import KafkaBus
 from streams.faust_app import Streams, StreamsConfig
+from tests.integration.test_kafka_positions import TOPIC, events
 
-TP = ("records.alimconfiance", 0)
-
-
-@dataclass(frozen=True)
-class Message:
-    topic: str
-    partition: int
-    offset: int
-
-
-@dataclass(frozen=True)
-class Event:
-    message: Message
-
-
-def events(*offsets: int) -> list[Event]:
-    return [Event(Message(*TP, offset)) for offset in offsets]
+TP = (TOPIC, 0)
 
 
 @dataclass
@@ -72,7 +57,7 @@ async def test_a_revocation_waits_for_the_batch_in_flight_and_commits_it(worker:
         worker.streams._fence(generation)
         wrote.append(len(batch))
 
-    batch = asyncio.create_task(worker.streams._batch(events(0, 1, 2), process))
+    batch = asyncio.create_task(worker.streams._batch(events(0, 0, 1, 2), process))
     await asyncio.sleep(0.01)
     revoking = asyncio.create_task(revoke(worker.streams))
     await asyncio.sleep(0.05)
@@ -91,7 +76,7 @@ async def test_a_batch_still_running_after_the_wait_writes_no_state(worker: Work
         worker.streams._fence(generation)  # raises: the rebalance began
         wrote.append(len(batch))
 
-    batch = asyncio.create_task(worker.streams._batch(events(0, 1), process))
+    batch = asyncio.create_task(worker.streams._batch(events(0, 0, 1), process))
     await asyncio.sleep(0.01)
     await asyncio.wait_for(revoke(worker.streams), 5)  # gives up waiting after session_timeout / 2
     release.set()
@@ -108,7 +93,7 @@ async def test_no_batch_starts_while_faust_restores_the_tables(worker: Worker) -
         started.set()
 
     worker.streams.app.rebalancing = True  # set by faust from the revocation until recovery is over
-    batch = asyncio.create_task(worker.streams._batch(events(0), process))
+    batch = asyncio.create_task(worker.streams._batch(events(0, 0), process))
     await asyncio.sleep(0.2)
     assert not started.is_set()
     worker.streams.app.rebalancing = False
