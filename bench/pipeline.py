@@ -144,8 +144,8 @@ class CpuMeter:
     def stop(self) -> None:
         now = self._read()
         self.spent = {name: now[name] - self._at[name] for name in now}
-        self.spent["others (broker, Redis, ...)"] = self.spent["machine"] - sum(
-            v for k, v in self.spent.items() if k != "machine")
+        self.spent["others (broker, Redis, ...)"] = max(0.0, self.spent["machine"] - sum(
+            v for k, v in self.spent.items() if k != "machine"))  # clock ticks: a little noise around 0
 
 
 @dataclass

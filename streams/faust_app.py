@@ -139,26 +139,39 @@ class Staged:
             if key.startswith(prefix) and key not in seen and value is not _DELETED:
                 yield key, value
 
-    def commit(self) -> list[Any]:
-        """Apply the staged writes to the table's store and send them to its changelog, each to the partition of
-        the event that made it; the changelog futures, resolved once Kafka acknowledged each write.
+    def commit(self) -> list[Outgoing]:
+        """Apply the staged writes to the table's store; their changelog messages, each to the partition of the
+        event that made it, serialized by the changelog topic as faust's own writes are (a delete: a tombstone).
 
-        This is what `table[key] = value` does (faust's Table.on_key_set) minus the sensors, keeping the futures:
-        faust buffers changelog writes and its flush before an offset commit may give up early under load, so the
-        worker waits on these futures before acking the batch (see Streams.diff_batch).
+        This is what `table[key] = value` does (faust's Table.on_key_set) minus the sensors, without faust's
+        producer buffer: the worker sends these with its own producer and waits for every acknowledgement before
+        the batch counts as processed (see Streams.diff_batch); faust's buffer flushes in bursts that held the
+        agents back, and its flush before an offset commit may give up early under load.
         """
         writes, self._writes = self._writes, {}
-        futures = []
+        topic = self.table.changelog_topic
+        name, out = topic.get_topic_name(), []
         for key, (event, value) in writes.items():
             partition = event.message.partition
+            raw_key, _ = topic.prepare_key(key, self.table.key_serializer)
             with _as_current(event):  # stores that shard by partition (rocksdb) read it from the current event
                 if value is _DELETED:
                     self.table.data.pop(key, None)
-                    futures.append(self.table.send_changelog(partition, key, None, value_serializer="raw"))
+                    out.append(Outgoing(name, None, key=raw_key, partition=partition))
                 else:
                     self.table.data[key] = value
-                    futures.append(self.table.send_changelog(partition, key, value))
-        return futures
+                    raw_value, _ = topic.prepare_value(value, self.table.value_serializer)
+                    out.append(Outgoing(name, raw_value, key=raw_key, partition=partition))
+        return out
+
+    def persisted(self, sent: Sequence[Outgoing], metadata: Sequence[Any]) -> None:
+        """Tell the store the changelog offsets its writes reached (rocksdb keeps them to replay less at start)."""
+        last: dict[int, int] = {}
+        for message, meta in zip(sent, metadata, strict=True):
+            if message.topic == self.table.changelog_topic_name and message.partition is not None:
+                last[message.partition] = max(last.get(message.partition, -1), meta.offset)
+        for partition, offset in last.items():
+            self.table.data.set_persisted_offset(TP(self.table.changelog_topic_name, partition), offset)
 
 
 def change_envelope(change: Change) -> Envelope:
@@ -376,8 +389,10 @@ class Streams:
         if generation is not None:
             self._fence(generation)  # no await between this check and the writes
         written = records.commit() + groups.commit()
-        if written:  # the state is durable before the batch's events are acked (and their offsets committed)
-            await asyncio.gather(*written)
+        if written:  # the state is durable before the batch's events count as processed (and get committed)
+            metadata = await self.bus.send_all(written)
+            records.persisted(written, metadata)
+            groups.persisted(written, metadata)
         self.processed += len(events)
 
     def _diff_one(self, diff: PartitionDiff, message: Any) -> list[Outgoing]:

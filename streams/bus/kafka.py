@@ -141,43 +141,49 @@ class KafkaBus:
         found = await self._producer.partitions_for(topic)
         return sorted(found)
 
-    async def send_all(self, messages: Iterable[Outgoing]) -> int:
+    async def send_all(self, messages: Iterable[Outgoing]) -> list[Any]:
         """Send `messages` and wait for every acknowledgement; retriable failures are sent again until the deadline.
 
-        Returns how many were sent. A message may be written twice after a retry: consumers dedupe on ids.
+        Returns each message's RecordMetadata (topic, partition, offset), in order. A message may be written twice
+        after a retry: consumers dedupe on ids.
         """
-        pending = list(messages)
+        pending = list(enumerate(messages))
+        sent: list[Any] = [None] * len(pending)
         deadline = time.monotonic() + self._deadline_s
         while pending:
-            failed = await self._send_once(pending)
+            failed = await self._send_once(pending, sent)
             if not failed:
                 break
             error = failed[0][1]
             if not getattr(error, "retriable", True) or time.monotonic() >= deadline:
                 raise error
             log.warning("%d message(s) to %s not acknowledged (%r); sending again", len(failed),
-                        failed[0][0].topic, error, extra={"topic": failed[0][0].topic})
+                        failed[0][0][1].topic, error, extra={"topic": failed[0][0][1].topic})
             await asyncio.sleep(0.5)
-            pending = [message for message, _ in failed]
-        return len(pending)
+            pending = [item for item, _ in failed]
+        return sent
 
-    async def _send_once(self, messages: Sequence[Outgoing]) -> list[tuple[Outgoing, KafkaError]]:
+    async def _send_once(self, items: Sequence[tuple[int, Outgoing]],
+                         sent: list[Any]) -> list[tuple[tuple[int, Outgoing], KafkaError]]:
         futures: list[asyncio.Future[Any]] = []
-        failed: list[tuple[Outgoing, KafkaError]] = []
-        for message in messages:
+        failed: list[tuple[tuple[int, Outgoing], KafkaError]] = []
+        for item in items:
+            message = item[1]
             try:
                 futures.append(await self._producer.send(
                     message.topic, message.value, key=message.key, partition=message.partition,
                     headers=list(message.headers) or None))
             except KafkaError as exc:
-                failed.append((message, exc))
+                failed.append((item, exc))
                 futures.append(_done())
         results = await asyncio.gather(*futures, return_exceptions=True)
-        for message, result in zip(messages, results, strict=True):
+        for item, result in zip(items, results, strict=True):
             if isinstance(result, KafkaError):
-                failed.append((message, result))
+                failed.append((item, result))
             elif isinstance(result, BaseException):
                 raise result
+            elif result is not None:
+                sent[item[0]] = result
         return failed
 
     def dead_letter(self, message: Consumed, reason: str) -> Outgoing:
