@@ -15,9 +15,9 @@ $(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	@touch $@
 
-# Everything the tests need: every extra (Kafka, Redis, Telegram) and the dev tools.
+# Everything the tests need: every extra (Kafka, Redis, Telegram, RocksDB tables) and the dev tools.
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[kafka,redis,telegram,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[kafka,redis,telegram,rocksdb,dev]'
 	@touch $@ $(VENV)/.demo-installed
 
 install: $(VENV)/.dev-installed
