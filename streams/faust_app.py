@@ -7,7 +7,7 @@ Both agents take events in batches and, for each batch, publish their output wit
 producer and wait for every acknowledgement *before* the diff tables are written (and before faust may commit
 the batch's offsets). A crash can therefore repeat a change or a delivery, with the same id and idempotency key,
 but never lose one. Workers started with the same app id share the partitions (one consumer group); the tables
-are changelog-backed (`rocksdb://` in production, `memory://` in tests) and rebuilt on the new owner.
+are changelog-backed (`rocksdb://` in production, `memory://` in most tests) and rebuilt on the new owner.
 
 A message that cannot be read (not JSON, wrong type, missing fields) is dead-lettered to `dlq.<topic>` with the
 reason, and the batch goes on.
