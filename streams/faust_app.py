@@ -24,10 +24,10 @@ before the new owner reads the changelog's end), and a batch still running after
 writing any state. After an assignment, the agents wait until faust has restored the tables from their changelogs:
 a memory store replays its own writes since its last recovery, so the state is only whole once recovery ends.
 
-faust reads the changelog partition of a table write from the *current event*; a batch holds events of several
-partitions, so each staged write is applied with its own event made current (`_as_current`). The table writes of
-a batch are acknowledged on the changelog before the batch's events are acked (`Staged.commit`), so offsets never
-get committed ahead of the state they produced.
+Table writes are staged per batch and applied with their own event made current (`_as_current`: stores that
+shard by partition read it from there). The worker writes the changelogs itself, with its producer and faust's
+serialization, and waits for every acknowledgement before the batch counts as processed (`Staged.commit`), so
+offsets never get committed ahead of the state they produced.
 """
 
 from __future__ import annotations
@@ -72,8 +72,6 @@ log = logging.getLogger(__name__)
 ENVELOPE_SOURCE = "/vigie/streams"
 STALL_S = 10.0
 READY_POLL_S = 0.05
-PRODUCER_BATCH_BYTES = 256 * 1024  # changelog writes of a batch travel together (faust's default is 16 KiB)
-PRODUCER_LINGER_S = 0.002
 _DELETED = object()
 
 
@@ -216,8 +214,7 @@ class Streams:
             broker_session_timeout=c.session_timeout, broker_heartbeat_interval=max(c.session_timeout / 5, 0.5),
             broker_commit_interval=c.commit_interval, table_standby_replicas=c.standby_replicas,
             consumer_auto_offset_reset="earliest", key_serializer="raw", value_serializer="raw",
-            producer_acks=-1, producer_max_batch_size=PRODUCER_BATCH_BYTES, producer_linger=PRODUCER_LINGER_S,
-            **c.extra)
+            producer_acks=-1, **c.extra)
 
     def _table(self, name: str, help_text: str) -> Any:
         # key_type str and no value_type: faust serializes both as JSON on the changelog
