@@ -291,8 +291,10 @@ class KafkaNotifier:
             job.wait = wait
             queues.setdefault(job.record.key, []).append(job)
         sent: list[str] = []
-        results = await asyncio.gather(*(self._queue(queue, claimed_at, sent) for queue in queues.values()))
-        await self._guard.done_many(sent)
+        try:
+            results = await asyncio.gather(*(self._queue(queue, claimed_at, sent) for queue in queues.values()))
+        finally:  # what was sent stays sent, even when another delivery of the batch hit trouble
+            await self._guard.done_many(sent)
         return out + [outgoing for result in results for outgoing in result]
 
     async def _queue(self, queue: list[_Job], claimed_at: float, sent: list[str]) -> list[Outgoing]:
