@@ -61,12 +61,9 @@ log = logging.getLogger(__name__)
 
 
 class DistributedSettings(Settings):
-    topic_prefix: str = ""
-    partitions: int = Field(default=4, ge=1)
     app_id: str = "vigie"
     streams_store: str | None = None
     data_dir: str = "vigie-data"
-    namespace: str = "vigie"
     claim_ttl: float = Field(default=120.0, gt=0)
     webhook_rate: float = Field(default=20.0, gt=0)
     datasets: Annotated[list[str], NoDecode] = Field(default_factory=list)

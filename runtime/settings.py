@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     bus: str = "memory://"
     namespace: str = "vigie"
     topic_prefix: str = ""
+    partitions: int = Field(default=4, ge=1)  # of the topics Vigie creates (distributed runtime)
     republish_interval: float = Field(default=30.0, gt=0)
     poll_interval: float = Field(default=3600.0, gt=0)
     min_snapshot_ratio: float = Field(default=0.5, ge=0, le=1)

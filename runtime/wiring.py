@@ -32,7 +32,8 @@ def subscription_store(settings: Settings) -> SubscriptionStore:
         from subscriptions.publisher import KafkaSubscriptionPublisher  # noqa: PLC0415 - optional extra
 
         publisher = KafkaSubscriptionPublisher(bootstrap_of(settings.bus),
-                                               topic=Topics(settings.topic_prefix).subscriptions)
+                                               topic=Topics(settings.topic_prefix).subscriptions,
+                                               partitions=settings.partitions)
     return RedisSubscriptionStore(url, publisher=publisher, namespace=settings.namespace)
 
 
