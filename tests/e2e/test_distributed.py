@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ from subscriptions.publisher import KafkaSubscriptionPublisher
 from subscriptions.redis import RedisSubscriptionStore
 from subscriptions.sqlite import SqliteSubscriptionStore
 from tests import services
+from tests.polling import until
 
 VIGIE = Path(sys.executable).parent / "vigie"
 PARTITIONS = 4
@@ -318,16 +319,6 @@ async def test_pipeline_delivers_what_the_embedded_runtime_delivers(
     assert len(got) == len(set(got))
     assert set(got) == expected
     assert receiver.rejected == 0
-
-
-async def until(condition: Callable[[], Awaitable[bool]], what: str, deadline_s: float = 60.0) -> None:
-    """Poll `condition` (Kafka offsets and process states have no events to wait on) until true, or fail."""
-    try:
-        async with asyncio.timeout(deadline_s):
-            while not await condition():  # noqa: ASYNC110 - bounded by the timeout, polls a remote state
-                await asyncio.sleep(0.1)
-    except TimeoutError:
-        raise AssertionError(f"{what}: not within {deadline_s}s") from None
 
 
 async def test_scale_out_survives_a_killed_worker_and_a_killed_notifier(

@@ -65,6 +65,7 @@ from tests.e2e.test_distributed import (  # noqa: F401 - fixtures are found by n
     subscriptions_for,
     wait_for_alerts,
 )
+from tests.polling import until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.slow]
 
@@ -101,17 +102,6 @@ async def embedded_run(tmp_path: Path, portal: FakePortal, story: DemoStory,
             if not outcome.baseline:  # a baseline fills the state silently: no change is published (or logged)
                 changes |= {c.id: (c.key, c.op.value, tuple(c.kinds)) for c in outcome.changes}
     return Expected(alerts, changes)
-
-
-async def until(condition: Callable[[], Awaitable[bool]], what: str, deadline_s: float = 60.0,
-                logs: Callable[[], str] = str) -> None:
-    """Poll `condition` (remote states: offsets, topics, processes) until true; AssertionError at the deadline."""
-    try:
-        async with asyncio.timeout(deadline_s):
-            while not await condition():  # noqa: ASYNC110 - bounded by the timeout, polls a remote state
-                await asyncio.sleep(0.1)
-    except TimeoutError:
-        raise AssertionError(f"{what}: not within {deadline_s}s\n{logs()}") from None
 
 
 def still_running(deployment: Deployment) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from runtime.wiring import subscription_store
 from subscriptions.publisher import KafkaSubscriptionPublisher
 from subscriptions.redis import RedisSubscriptionStore
 from tests.contract.conftest import drop_namespace, unique
+from tests.polling import until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 
@@ -106,16 +107,6 @@ async def deployment(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> As
             await admin.close()
 
 
-async def until(condition: Callable[[], Awaitable[bool]], what: str, deadline_s: float = 30.0) -> None:
-    """Poll a Redis state (the pending marks have no event to wait on) until true, or fail."""
-    try:
-        async with asyncio.timeout(deadline_s):
-            while not await condition():  # noqa: ASYNC110 - bounded by the timeout, polls a remote state
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(f"{what}: not within {deadline_s}s") from None
-
-
 def everywhere(sid: str) -> Subscription:
     return Subscription(sid, Everywhere(), "webhook+https://partner.example/hook", lang="en",
                         secret="whsec_QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=")
@@ -130,7 +121,7 @@ async def test_the_api_publishes_writes_left_pending_by_a_failed_publish(
                 with pytest.raises(PublishError):
                     await writer.put(everywhere(sid))
                 assert await writer.pending() == [sid]
-                await until(lambda: _empty(writer.pending()), f"the API publishes {sid}")
+                await until(lambda: _empty(writer.pending()), f"the API publishes {sid}", 30.0, every_s=0.05)
             assert (await http.get("/v1/subscriptions/sub_second")).status == 200
     finally:
         await writer.aclose()
@@ -160,7 +151,8 @@ async def test_writes_while_the_broker_is_unreachable_are_accepted_then_publishe
     async with TestClient(TestServer(await build_app(deployment.settings()), host="127.0.0.1")):
         store = RedisSubscriptionStore(deployment.redis_url, namespace=deployment.namespace)
         try:
-            await until(lambda: _empty(store.pending()), "the API publishes what the outage left pending")
+            await until(lambda: _empty(store.pending()), "the API publishes what the outage left pending", 30.0,
+                        every_s=0.05)
         finally:
             await store.aclose()
     assert sorted((key, data is None) for key, data in await deployment.published()) == sorted(
