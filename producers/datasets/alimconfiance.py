@@ -118,8 +118,12 @@ class RowError(Exception):
 
 
 def _text(value: Any) -> str | None:
+    """A published value as the CSV export writes it: text stripped, numbers as text, a multivalued field
+    (a JSON list, e.g. two activities) joined with `|` as in the CSV."""
     if value.__class__ is str:
         return value.strip() or None
+    if isinstance(value, list | tuple):
+        return "|".join(t for v in value if (t := _text(v)) is not None) or None
     return None if value is None else str(value)
 
 

@@ -202,6 +202,18 @@ def test_json_numbers_are_read_as_the_text_the_csv_has() -> None:
     assert one(reg_code=11, siret=38143501500015).fingerprint == one().fingerprint
 
 
+@pytest.mark.parametrize(("published", "text"), [
+    (["Restaurants"], "Restaurants"),
+    (["Libre service", "Alimentation générale"], "Libre service|Alimentation générale"),
+    ([], None), ([" Restaurants ", None], "Restaurants"),
+])
+def test_multivalued_json_fields_read_as_the_csv_writes_them(published: list[str | None], text: str | None) -> None:
+    record = one(app_libelle_activite_etablissement=published)
+    assert record.fields["activity"] == text
+    if text == "Restaurants":
+        assert record.fingerprint == one().fingerprint
+
+
 @pytest.mark.parametrize(("text", "expected"), [
     ("2019-03-22T01:00:00+01:00", "2019-03-22"), ("2019-07-09T02:00:00+02:00", "2019-07-09"),
     ("2019-07-08T22:00:00+00:00", "2019-07-09"), ("2019-07-08T22:00:00Z", "2019-07-09"),
