@@ -101,6 +101,7 @@ def subscription_to_dict(s: Subscription, *, include_secret: bool = True) -> dic
         "filter": {"datasets": sorted(s.filter.datasets), "kinds": sorted(s.filter.kinds),
                    "min_rating": s.filter.min_rating},
         "secret": s.secret if include_secret else None,
+        "paused": s.paused, "disabled_reason": s.disabled_reason,
     }
 
 
@@ -116,11 +117,18 @@ def _rating(value: Any) -> int | None:
     return value
 
 
+def _reason(value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise SubscriptionError(f"disabled_reason must be a string or null, got {value!r}")
+    return value or None
+
+
 def subscription_from_dict(d: dict[str, Any]) -> Subscription:
     f = d.get("filter") or {}
     return Subscription(
         id=d["id"], area=area_from_dict(d["area"]), destination=d["destination"], lang=d.get("lang", "fr"),
-        label=d.get("label", ""), secret=d.get("secret"),
+        label=d.get("label", ""), secret=d.get("secret"), paused=bool(d.get("paused", False)),
+        disabled_reason=_reason(d.get("disabled_reason")),
         filter=Filter(_names(f.get("datasets", []), "datasets"), _names(f.get("kinds", []), "kinds"),
                       _rating(f.get("min_rating"))),
     )

@@ -36,8 +36,8 @@ def _sides(change: Change) -> list[Record]:
 
 
 def concerns(subscription: Subscription, change: Change) -> bool:
-    """The exact test: area contains one side of the change and the filter accepts it."""
-    if not subscription.filter.accepts(change, change.current.rating):
+    """The exact test: the subscription is active, its area contains one side and its filter accepts it."""
+    if not subscription.active or not subscription.filter.accepts(change, change.current.rating):
         return False
     return any(subscription.area.contains(r.point, r.admin) for r in _sides(change))
 

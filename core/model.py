@@ -115,6 +115,13 @@ class Subscription:
     lang: str = "fr"
     secret: str | None = field(default=None, repr=False)
     label: str = ""
+    paused: bool = False
+    disabled_reason: str | None = None
+
+    @property
+    def active(self) -> bool:
+        """Paused (by its owner) or disabled (the channel refused it for good): it matches nothing."""
+        return not self.paused and self.disabled_reason is None
 
     @property
     def channel(self) -> str:

@@ -155,18 +155,25 @@ def describe_area(subscription: Subscription) -> str:
     return kind
 
 
+def describe_status(subscription: Subscription) -> str:
+    if subscription.disabled_reason:
+        return f"[red]disabled[/]: {subscription.disabled_reason}"
+    return "[yellow]paused[/]" if subscription.paused else "active"
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     subs = asyncio.run(_all(_settings(args)))
     if args.json:
         print(json.dumps([{"id": s.id, "destination": mask(s.destination), "area": area_to_dict(s.area),
-                           "kinds": sorted(s.filter.kinds), "min_rating": s.filter.min_rating, "lang": s.lang}
+                           "kinds": sorted(s.filter.kinds), "min_rating": s.filter.min_rating, "lang": s.lang,
+                           "paused": s.paused, "disabled_reason": s.disabled_reason}
                           for s in subs]))
         return 0
-    table = Table("id", "where", "filter", "destination", "lang", title=f"{len(subs)} subscription(s)")
+    table = Table("id", "where", "filter", "destination", "lang", "status", title=f"{len(subs)} subscription(s)")
     for s in subs:
         filt = ", ".join([*sorted(s.filter.kinds)] + ([f"rating ≥ {s.filter.min_rating}"] if s.filter.min_rating
                                                      else [])) or "all changes"
-        table.add_row(s.id, describe_area(s), filt, mask(s.destination), s.lang)
+        table.add_row(s.id, describe_area(s), filt, mask(s.destination), s.lang, describe_status(s))
     out.print(table)
     return 0
 

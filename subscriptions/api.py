@@ -94,7 +94,8 @@ def public(subscription: Subscription, mask: Callable[[str], str]) -> dict[str, 
     return {"id": subscription.id, "destination": mask(subscription.destination),
             "area": area_to_dict(subscription.area), "lang": subscription.lang, "label": subscription.label,
             "kinds": sorted(subscription.filter.kinds), "datasets": sorted(subscription.filter.datasets),
-            "rating_at_least": subscription.filter.min_rating}
+            "rating_at_least": subscription.filter.min_rating, "paused": subscription.paused,
+            "disabled_reason": subscription.disabled_reason}
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:

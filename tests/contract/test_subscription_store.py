@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -108,6 +109,14 @@ async def test_put_overwrites_by_id(store: SubscriptionStore) -> None:
     await store.put(sub("s1", area="commune", label="after", destination="slack://C0123ABCD"))
     assert await store.get("s1") == sub("s1", area="commune", label="after", destination="slack://C0123ABCD")
     assert [s.id for s in await store.all()] == ["s1"]
+
+
+async def test_paused_and_disabled_reason_are_kept(store: SubscriptionStore) -> None:
+    await store.put(replace(sub("p"), paused=True))
+    await store.put(replace(sub("d"), disabled_reason="slack channel_not_found: the channel does not exist"))
+    assert [(s.id, s.paused, s.disabled_reason) for s in await store.all()] == [
+        ("p", True, None), ("d", False, "slack channel_not_found: the channel does not exist")]
+    assert await store.get("p") == replace(sub("p"), paused=True)
 
 
 async def test_delete_returns_true_then_false(store: SubscriptionStore) -> None:

@@ -36,7 +36,8 @@ def test_subscribe_list_unsubscribe(tmp_path: Path) -> None:
     listed = json.loads(vigie(tmp_path, "subscriptions", "list", "--json").stdout)
     assert listed == [{"id": sub_id, "destination": "console://",
                        "area": {"type": "circle", "lat": 48.8566, "lon": 2.3522, "radius_m": 1000.0},
-                       "kinds": [], "min_rating": None, "lang": "en"}]
+                       "kinds": [], "min_rating": None, "lang": "en", "paused": False,
+                       "disabled_reason": None}]
     assert vigie(tmp_path, "unsubscribe", sub_id).returncode == 0
     again = vigie(tmp_path, "unsubscribe", sub_id)
     assert again.returncode == 1

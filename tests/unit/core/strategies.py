@@ -159,7 +159,8 @@ filters = st.builds(
 
 def subscriptions() -> st.SearchStrategy[Subscription]:
     return st.builds(Subscription, id=st.sampled_from(SUB_IDS), area=areas, destination=st.just("slack://T0/C0"),
-                     filter=filters)
+                     filter=filters, paused=st.booleans() | st.just(False),
+                     disabled_reason=st.none() | st.none() | st.just("slack channel_not_found"))
 
 
 @st.composite

@@ -84,6 +84,19 @@ def test_subscription_from_a_minimal_dict_has_defaults() -> None:
     assert sub == Subscription("s", Everywhere(), "console://")
 
 
+@pytest.mark.parametrize(("paused", "reason"), [(True, None), (False, "slack is_archived"), (True, "gone")])
+def test_subscription_status_round_trips(paused: bool, reason: str | None) -> None:
+    sub = Subscription("s", Everywhere(), "console://", paused=paused, disabled_reason=reason)
+    assert codec.subscription_from_dict(through_json(codec.subscription_to_dict(sub))) == sub
+    assert not sub.active
+
+
+def test_a_non_text_disabled_reason_is_a_subscription_error() -> None:
+    with pytest.raises(SubscriptionError, match="disabled_reason"):
+        codec.subscription_from_dict({"id": "s", "area": {"type": "everywhere"}, "destination": "console://",
+                                      "disabled_reason": 3})
+
+
 def test_area_codes_are_read_as_strings() -> None:
     assert codec.area_from_dict({"type": "admin", "level": "departement", "code": 75}) == AdminArea("departement", "75")
 

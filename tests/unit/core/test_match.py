@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 from hypothesis import given, settings
@@ -148,6 +148,14 @@ def test_which_areas_a_change_concerns(area: Area, change: Change, matched: bool
 def test_filters(flt: Filter, change: Change, matched: bool) -> None:
     sub = subscription("s1", Everywhere(), filter=flt)
     assert concerns(sub, change) is matched
+
+
+@pytest.mark.parametrize(("paused", "reason"), [(True, None), (False, "slack channel_not_found")])
+def test_a_paused_or_disabled_subscription_matches_nothing(paused: bool, reason: str | None) -> None:
+    sub = replace(subscription("s1", Everywhere()), paused=paused, disabled_reason=reason)
+    assert not concerns(sub, created(NEAR_PARIS))
+    assert GridIndex([sub]).match(created(NEAR_PARIS)) == []
+    assert GridIndex([replace(sub, paused=False, disabled_reason=None)]).match(created(NEAR_PARIS))
 
 
 def test_matches_come_sorted_by_subscription_id() -> None:
