@@ -7,10 +7,19 @@ Kafka's client libraries (aiokafka, faust, mode) log every failed reconnect: a b
 thousands of lines a second. `Repeats` collapses them: per logger, level and message template (digits
 aside, for the libraries that log f-strings), the first line of a window is written, the repeats are
 counted, and when the window ends one line says `… repeated N times in the last Xs`.
+
+Our own loggers repeat too when Redis or the broker is away (every partition of every consumer retries each
+second). Any record whose exception is an outage (`OUTAGE`: connection refused or reset, a timeout, Redis's
+and Kafka's connection errors, any error that says it is `retriable`) loses its traceback, which says nothing
+an outage does not, for an `error` field (`ConnectionError: Error 111 connecting to …`), and collapses per
+logger, level, template and exception type with a burst of one: one line per failure kind per window. A
+record logged with `extra={"collapse": True}` (a loud error a role repeats while a problem lasts) collapses
+the same way. Tracebacks that remain are plain text: never the local variables (they may hold secrets).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import sys
@@ -31,6 +40,38 @@ _DIGITS = re.compile(r"\d+")
 Clock = Callable[[], float]
 Schedule = Callable[[float, Callable[[], None]], object]
 Key = tuple[str, int, str]
+
+
+def _outage_types() -> tuple[type[BaseException], ...]:
+    found: list[type[BaseException]] = [OSError, TimeoutError]
+    with contextlib.suppress(ImportError):  # the distributed extras
+        from redis.exceptions import ConnectionError as RedisConnectionError  # noqa: PLC0415
+        from redis.exceptions import TimeoutError as RedisTimeoutError  # noqa: PLC0415
+
+        found += [RedisConnectionError, RedisTimeoutError]
+    with contextlib.suppress(ImportError):
+        from aiokafka.errors import KafkaConnectionError  # noqa: PLC0415
+
+        found.append(KafkaConnectionError)
+    return tuple(found)
+
+
+OUTAGE = _outage_types()
+
+
+def outage(exc: BaseException | None) -> bool:
+    """True for the errors of a service that is away (and may come back): a traceback adds nothing to them."""
+    return exc is not None and (isinstance(exc, OUTAGE) or getattr(exc, "retriable", False) is True)
+
+
+def _strip_outage(record: logging.LogRecord) -> str | None:
+    """When `record` carries an outage, replace its traceback by an `error` field; the exception type's name."""
+    exc = record.exc_info[1] if record.exc_info else None
+    if exc is None or not outage(exc):
+        return None
+    record.__dict__["error"] = f"{type(exc).__name__}: {exc}"
+    record.exc_info, record.exc_text = None, None
+    return type(exc).__name__
 
 
 def _extras(logger: object, name: str, event: structlog.typing.EventDict) -> structlog.typing.EventDict:
@@ -86,12 +127,21 @@ class Repeats(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if hasattr(record, "repeated"):  # a summary of ours, on its way through the handler
             return True
+        key, burst = self._key(record)
         now = self._clock()
         with self._lock:
             due = self._expire(now, everything=False)
-            write = self._admit(record, now) if self._noisy(record.name) else True
+            write = self._admit(key, burst, record, now) if burst else True
         self._write(due)
         return write
+
+    def _key(self, record: logging.LogRecord) -> tuple[Key, int]:
+        """Which lines count as repeats of `record`, and how many of them a window writes (0: never collapsed)."""
+        failure = _strip_outage(record)
+        if failure is not None or getattr(record, "collapse", False) is True:
+            return (record.name, record.levelno, f"{_DIGITS.sub('#', str(record.msg))} {failure}"), 1
+        key = (record.name, record.levelno, _DIGITS.sub("#", str(record.msg)))
+        return key, self._burst if self._noisy(record.name) else 0
 
     def flush_due(self) -> None:
         """Write the summaries of the windows that ended."""
@@ -108,13 +158,12 @@ class Repeats(logging.Filter):
     def _noisy(self, name: str) -> bool:
         return any(name == prefix or name.startswith(f"{prefix}.") for prefix in self._loggers)
 
-    def _admit(self, record: logging.LogRecord, now: float) -> bool:
-        key = (record.name, record.levelno, _DIGITS.sub("#", str(record.msg)))
+    def _admit(self, key: Key, burst: int, record: logging.LogRecord, now: float) -> bool:
         run = self._runs.get(key)
         if run is None:
             self._runs[key] = _Run(now)
             return True
-        if run.written < self._burst:
+        if run.written < burst:
             run.written += 1
             return True
         run.count += 1
@@ -163,11 +212,14 @@ def handler(fmt: str = "console", *, stream: TextIO | None = None, window_s: flo
             schedule: Schedule = _timer) -> logging.Handler:
     """The one handler every record goes through: rendered by structlog, library repeats beyond `burst` per
     window collapsed (`window_s` 0 keeps every line)."""
-    renderer = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
+    # plain tracebacks: the default console one (rich's, when installed) prints every frame's local variables
+    renderer: list[structlog.typing.Processor] = (
+        [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()] if fmt == "json"
+        else [structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)])
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[structlog.stdlib.add_log_level, structlog.stdlib.add_logger_name,
                            structlog.processors.TimeStamper(fmt="iso", utc=True), _extras],
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer],
     )
     stream_handler = _Stream(sys.stderr if stream is None else stream)
     stream_handler.setFormatter(formatter)

@@ -6,12 +6,15 @@ import io
 import json
 import logging
 import re
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from runtime.logs import REPEAT_BURST, handler
 
@@ -212,3 +215,69 @@ def test_the_first_lines_of_a_window_pass_as_they_come() -> None:
     last = json.loads(out.getvalue().splitlines()[-1])
     assert (last["event"], last["repeated"]) == ("Joined group 'g' (generation 8) … repeated 3 times in the last "
                                                  f"{WINDOW_S:.1f}s", 3)
+
+
+def outage_record(name: str, msg: str, *args: object, exc: BaseException) -> logging.LogRecord:
+    try:
+        raise exc
+    except type(exc):
+        return logging.LogRecord(name, logging.ERROR, __file__, 1, msg, args, sys.exc_info())
+
+
+def test_an_outage_is_one_line_per_failure_kind_per_window() -> None:
+    """A Redis outage: every partition of our consumers fails each second. One line per template and exception
+    type is written, without its traceback (an `error` field instead), then a count when the window ends."""
+    clock, timers, out = Clock(), Timers(), io.StringIO()
+    logs = handler("json", stream=out, window_s=WINDOW_S, clock=clock, schedule=timers)
+    refused = RedisConnectionError("Error 111 connecting to 127.0.0.1:6390. Connection refused.")
+    for second in range(4):
+        clock.now += 1
+        for partition in range(4):
+            logs.handle(outage_record("notifiers.kafka_worker", "delivering from %s failed; reading again",
+                                      f"deliveries.webhook-{partition}", exc=refused))
+        logs.handle(outage_record("notifiers.kafka_worker", "delivering from %s failed; reading again",
+                                  "deliveries.webhook-0", exc=RedisTimeoutError(f"Timeout {second}")))
+    clock.now += WINDOW_S
+    timers.fire()
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(line["event"], line.get("error"), line.get("repeated")) for line in lines] == [
+        ("delivering from deliveries.webhook-0 failed; reading again",
+         "ConnectionError: Error 111 connecting to 127.0.0.1:6390. Connection refused.", None),
+        ("delivering from deliveries.webhook-0 failed; reading again", "TimeoutError: Timeout 0", None),
+        ("delivering from deliveries.webhook-3 failed; reading again … repeated 15 times in the last 13.0s",
+         None, 15),
+        ("delivering from deliveries.webhook-0 failed; reading again … repeated 3 times in the last 13.0s",
+         None, 3),
+    ]
+    assert not any("exception" in line for line in lines)
+
+
+def test_other_errors_keep_a_plain_traceback_without_local_variables() -> None:
+    out = io.StringIO()
+    console = handler("console", stream=out)
+    secret = "xoxb-not-in-the-logs"
+
+    def fails(token: str) -> None:
+        raise ValueError("bad input")
+
+    try:
+        fails(secret)
+    except ValueError:
+        console.handle(logging.LogRecord("vigie", logging.ERROR, __file__, 1, "failed", (), sys.exc_info()))
+    console.handle(logging.LogRecord("vigie", logging.ERROR, __file__, 1, "failed", (), None))
+    text = out.getvalue()
+    assert "Traceback (most recent call last)" in text
+    assert "ValueError: bad input" in text
+    assert secret not in text, "no local variables in tracebacks"
+    assert text.count("failed") == 2, "an error that is no outage is never collapsed"
+
+
+def test_a_record_marked_collapse_repeats_once_per_window(logs: Logs) -> None:
+    for _ in range(3):
+        logs.handler.handle(logging.LogRecord("runtime.health", logging.ERROR, __file__, 1, "%s",
+                                              ("the store has lost its data",), None))
+    record = logging.LogRecord("runtime.health", logging.ERROR, __file__, 1, "%s", ("store lost (3)",), None)
+    record.collapse = True
+    for _ in range(3):
+        logs.handler.handle(record)
+    assert logs.events() == ["the store has lost its data"] * 3 + ["store lost (3)"]
