@@ -1,7 +1,8 @@
 """How a dataset's changes become domain kinds, and how its records are fingerprinted.
 
 A Profile is data: which fields are volatile, which field orders a group's records in time,
-how long the dataset's rolling window is, and the name of its 'created' kind.
+how long the dataset's rolling window is, the name of its 'created' kind, and which field a partitioned
+stream shards records by.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class Profile:
     order_field: str | None = None
     window_days: int | None = None
     window_grace_days: int = 7
+    partition_field: str | None = None
 
     def fingerprint(self, fields: Mapping[str, Any]) -> str:
         """Digest of the non-volatile fields, independent of key order."""
@@ -34,6 +36,16 @@ class Profile:
         else:
             kept = {k: v for k, v in fields.items() if k not in self.volatile}
         return hashlib.blake2b(orjson.dumps(kept, option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest()
+
+    def partition_key(self, record: Record) -> str:
+        """What a partitioned stream shards records by. It must never change for a record key (a record that
+        moved partition would leave its diff state behind: a false removal there, a false creation here) and
+        should be shared by the records of an entity (the entity's latest record gives `created` its trend).
+        Without a `partition_field` that is the entity, which generic datasets never change (no group); a record
+        with an empty `partition_field` goes with the other empty ones."""
+        if self.partition_field is None:
+            return record.entity
+        return str(record.fields.get(self.partition_field) or "")
 
     def order(self, record: Record) -> str:
         return str(record.fields.get(self.order_field) or "") if self.order_field else ""
@@ -81,6 +93,9 @@ ALIMCONFIANCE = Profile(
     created_kind=Kind.NEW_INSPECTION,
     order_field="date_inspection",
     window_days=365,
+    # The SIRET is part of the inspection key, so it never changes for a record, and every establishment
+    # keyed by SIRET + address shares it; the establishment (the entity) changes with its address.
+    partition_field="siret",
 )
 
 PROFILES = {p.dataset: p for p in (ALIMCONFIANCE,)}

@@ -2,7 +2,9 @@
 
 A snapshot goes out as
 
-    one RECORD envelope per record    key = record.entity (an establishment's inspections share a partition)
+    one RECORD envelope per record    key = Profile.partition_key(record): fixed for a record key (Alim'Confiance:
+        the SIRET, so an inspection whose address changes stays with its diff state, and an establishment's
+        inspections share a partition)
         data = core.codec.record_to_dict(record) + {snapshot, version, source, baseline}
     one SNAPSHOT_END envelope per partition of the topic, after every record
         data = {snapshot, version, source, dataset, complete, floor, baseline, rows, partition}
@@ -154,10 +156,10 @@ class KafkaPublisher:
     async def publish(self, snapshot: Snapshot, *, snapshot_id: str, complete: bool, baseline: bool,
                       at: datetime) -> None:
         """Every record, then an end marker on every partition; returns once all are acknowledged."""
-        topic = self.topic(snapshot.dataset)
+        topic, profile = self.topic(snapshot.dataset), profile_for(snapshot.dataset)
         futures = [await self._producer.send(
             topic, record_envelope(r, snapshot=snapshot_id, version=snapshot.version, source=snapshot.source,
-                                   baseline=baseline, at=at).encode(), key=r.entity.encode())
+                                   baseline=baseline, at=at).encode(), key=profile.partition_key(r).encode())
             for r in snapshot.records]
         futures += [await self._quarantine(snapshot.dataset, q) for q in snapshot.quarantined]
         for future in futures:

@@ -117,7 +117,13 @@ class Staged:
         if key in self._writes:
             value = self._writes[key][1]
             return None if value is _DELETED else value
-        return self.table.data.get(key)  # the store itself: Table.get adds a sensor call, and a KeyError per miss
+        # the store itself (Table.get adds a sensor call, and a KeyError per miss), read with the event's own
+        # partition made current: a store sharded by partition (rocksdb) then reads that partition's db only,
+        # rather than the first db that has the key (standby and revoked partitions' dbs included)
+        if self.event is None:
+            return self.table.data.get(key)
+        with _as_current(self.event):
+            return self.table.data.get(key)
 
     def put(self, key: str, value: Any) -> None:
         self._writes[key] = (self.event, value)

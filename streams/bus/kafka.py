@@ -2,7 +2,7 @@
 
 Every name takes an optional prefix, so several deployments (or test runs) can share one cluster:
 
-    records.<dataset>            producer → diff agent     key = record entity; a snapshot-end marker per partition
+    records.<dataset>            producer → diff agent     key = Profile.partition_key; an end marker per partition
     changes                      diff agent → match agent  key = record key
     deliveries.<channel>         match agent → notifier    key = subscription id (order per subscription)
     deliveries.<channel>.retry   notifier → notifier       delayed re-queue (attempt and not-before in headers)

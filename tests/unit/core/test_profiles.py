@@ -152,3 +152,17 @@ def test_kinds_are_the_model_enum_values() -> None:
 )
 def test_rating_of(label: str | None, code: str | None, expected: int | None) -> None:
     assert rating_of(label, code) == expected
+
+
+def test_an_inspection_is_partitioned_by_its_siret_whatever_its_establishment() -> None:
+    """The establishment changes with its address; the SIRET is part of the inspection key and never does."""
+    before = inspection("17-1|123|2025-03-01", entity="123|1 RUE DE RIVOLI", siret="123")
+    after = inspection("17-1|123|2025-03-01", entity="123|12 RUE DE RIVOLI", siret="123", address="12 rue de Rivoli")
+    follow_up = inspection("17-2|123|2025-05-01", entity="123|12 RUE DE RIVOLI", siret="123")
+    keys = {ALIMCONFIANCE.partition_key(r) for r in (before, after, follow_up)}
+    assert keys == {"123"}
+    assert ALIMCONFIANCE.partition_key(inspection("17-3||2025-03-01", entity="|1 RUE X", siret=None)) == ""
+
+
+def test_a_generic_record_is_partitioned_by_its_key() -> None:
+    assert GENERIC.partition_key(generic("k1", a=1)) == "k1"
