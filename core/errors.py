@@ -7,8 +7,9 @@
     ├── DeliveryError          a destination refused or failed a delivery
     │   ├── retriable          True when trying again later may succeed
     │   └── retry_after        seconds the destination asked us to wait, if it said
-    └── PublishError           a subscription write is stored but did not reach the bus (published later)
-        └── retriable          True when trying again later may succeed
+    ├── PublishError           a subscription write is stored but did not reach the bus (published later)
+    │   └── retriable          True when trying again later may succeed
+    └── StoreLost              the subscription store lost its data (a Redis restarted empty): held, not dropped
 """
 
 from __future__ import annotations
@@ -49,3 +50,15 @@ class PublishError(VigieError):
     def __init__(self, message: str, *, retriable: bool) -> None:
         super().__init__(message)
         self.retriable = retriable
+
+
+class StoreLost(VigieError):
+    """The subscription store has lost its data (its marker key is gone: a Redis that came back empty) while
+    the bus still names its subscriptions. Deliveries are held, never dropped, until the store is restored."""
+
+    def __init__(self, evidence: str) -> None:
+        super().__init__(
+            f"the subscription store has lost its data {evidence}: Redis restarted empty or was flushed "
+            "(its marker key is missing); deliveries are held, not dropped. Fix: restore Redis from its "
+            "append-only file or a backup (webhook secrets exist only there), then run "
+            "`vigie subscriptions republish --all`")

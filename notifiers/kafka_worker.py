@@ -5,7 +5,8 @@ order holds):
 
     1. read the envelopes              malformed → `dlq.<topic>` with the reason
     2. resolve the subscriptions       from the subscription store (the secret is never on the bus);
-                                       deleted → dropped
+                                       deleted → dropped; but when the store has lost its data (Redis came
+                                       back empty: StoreLost) the batch is held, read again until restored
     3. claim the idempotency keys      guard (Redis SET NX + TTL): done already → skip; busy elsewhere → re-queue
     4. take the destinations' slots    a short wait inline; a long one → re-queue
     5. send                            Channels.send, each subscription's in order, subscriptions in parallel;
@@ -44,9 +45,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from core.codec import DELIVERY, decode, delivery_from_dict, read
-from core.errors import DeliveryError, EnvelopeError
+from core.errors import DeliveryError, EnvelopeError, StoreLost
 from core.model import Delivery, Subscription
 from notifiers import mask
 from notifiers.guard import Claim
@@ -74,6 +76,10 @@ class Record(Protocol):
 
 class Subscriptions(Protocol):
     async def get_many(self, subscription_ids: Iterable[str]) -> dict[str, Subscription]: ...
+
+    async def lost(self) -> bool:
+        """True when the store has lost its data (a Redis that came back empty)."""
+        ...
 
 
 class Guard(Protocol):
@@ -107,6 +113,7 @@ class NotifierConfig:
     reclaim_after_s: float = 30.0
     max_records: int = 500
     concurrency: int = 64
+    session_timeout_s: float = 10.0  # unheard that long (paused, starved), the member is out of its group
 
     @property
     def topic(self) -> str:
@@ -188,7 +195,8 @@ class KafkaNotifier:
         # few fetches a second instead of one per message, for at most FETCH_WAIT_MS of latency
         consumer = AIOKafkaConsumer(bootstrap_servers=self.conf.bootstrap, group_id=group,
                                     client_id=group, enable_auto_commit=False, auto_offset_reset="earliest",
-                                    session_timeout_ms=10_000, heartbeat_interval_ms=2_000,
+                                    session_timeout_ms=int(self.conf.session_timeout_s * 1000),
+                                    heartbeat_interval_ms=int(self.conf.session_timeout_s * 200),
                                     max_poll_interval_ms=300_000, fetch_min_bytes=FETCH_MIN_BYTES,
                                     fetch_max_wait_ms=FETCH_WAIT_MS)
         consumer.subscribe([topic])
@@ -226,14 +234,22 @@ class KafkaNotifier:
         try:
             outgoing = await self._handle_all(due)
             await self._produce(outgoing)
+        except StoreLost as exc:  # held, not dropped: read again until the store is restored
+            log.error("%s", exc, extra={"topic": tp.topic, "collapse": True})  # noqa: TRY400 - no traceback to add
+            await self._read_again(consumer, tp, due)
+            return
         except Exception:  # Redis or Kafka trouble: nothing committed, the records are read again
             log.exception("delivering from %s failed; reading again", tp, extra={"topic": tp.topic})
-            if due:
-                consumer.seek(tp, due[0].offset)
-            await asyncio.sleep(1.0)
+            await self._read_again(consumer, tp, due)
             return
         if due:
-            await consumer.commit({tp: due[-1].offset + 1})
+            await _commit(consumer, tp, due[-1].offset + 1)
+
+    @staticmethod
+    async def _read_again(consumer: AIOKafkaConsumer, tp: TopicPartition, records: list[Record]) -> None:
+        if records and tp in consumer.assignment():  # else its new owner reads them from the last commit
+            consumer.seek(tp, records[0].offset)
+        await asyncio.sleep(1.0)
 
     def _due(self, consumer: AIOKafkaConsumer, tp: TopicPartition, records: list[Record]) -> list[Record]:
         """The records whose not-before time has come; the partition pauses until the first one that has not."""
@@ -267,15 +283,7 @@ class KafkaNotifier:
                 out.append(Outgoing(self.conf.dlq(record.topic), record, dead_letter_headers(record, str(exc))))
         if not read:
             return out
-        found = await self._subscriptions.get_many({delivery.subscription.id for _, _, delivery in read})
-        live: list[_Job] = []
-        for record, attempt, delivery in read:
-            subscription = found.get(delivery.subscription.id)
-            if subscription is None:
-                log.info("subscription %s is gone: delivery %s dropped", delivery.subscription.id, delivery.key,
-                         extra=_context(delivery))
-                continue
-            live.append(_Job(record, attempt, Delivery(delivery.key, delivery.change, subscription)))
+        live = await self._resolve(read)
         claimed_at = time.monotonic()
         claims = await self._guard.claim_many([job.delivery.key for job in live])
         claimed: list[_Job] = []
@@ -296,6 +304,23 @@ class KafkaNotifier:
         finally:  # what was sent stays sent, even when another delivery of the batch hit trouble
             await self._guard.done_many(sent)
         return out + [outgoing for result in results for outgoing in result]
+
+    async def _resolve(self, read: list[tuple[Record, int, Delivery]]) -> list[_Job]:
+        """The deliveries whose subscription still exists, with it (and its secret) from the store. The others were
+        deleted: dropped. Unless the store lost its data: StoreLost, the batch is held."""
+        found = await self._subscriptions.get_many({delivery.subscription.id for _, _, delivery in read})
+        missing = sum(delivery.subscription.id not in found for _, _, delivery in read)
+        if missing and await self._subscriptions.lost():
+            raise StoreLost(f"({missing} delivery(ies) of this batch name subscriptions it no longer holds)")
+        live: list[_Job] = []
+        for record, attempt, delivery in read:
+            subscription = found.get(delivery.subscription.id)
+            if subscription is None:
+                log.info("subscription %s is gone: delivery %s dropped", delivery.subscription.id, delivery.key,
+                         extra=_context(delivery))
+                continue
+            live.append(_Job(record, attempt, Delivery(delivery.key, delivery.change, subscription)))
+        return live
 
     async def _queue(self, queue: list[_Job], claimed_at: float, sent: list[str]) -> list[Outgoing]:
         out: list[Outgoing] = []
@@ -363,10 +388,30 @@ class KafkaNotifier:
         return Outgoing(self.conf.retry_topic, record, headers)
 
     async def _produce(self, outgoing: list[Outgoing]) -> None:
-        futures = [await self._producer.send(o.topic, o.record.value, key=o.record.key, headers=o.headers)
+        futures = [await self._producer.send(o.topic, o.record.value, key=o.record.key,
+                                             headers=_content_type(o.record) + o.headers)
                    for o in outgoing]
         for future in futures:
             await future
+
+
+async def _commit(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
+    """Commit `tp` up to `offset`. A rebalance may have given the partition to another member meanwhile (this one
+    was paused, or slow, past its session timeout): the commit then fails, which is expected and harmless, since
+    the new owner reads the records again and the done marks make it skip what was sent."""
+    try:
+        await consumer.commit({tp: offset})
+    except (CommitFailedError, IllegalStateError) as exc:
+        log.warning("offsets of %s not committed after a rebalance (%s): its owner reads them again",
+                    tp, type(exc).__name__, extra={"topic": tp.topic, "partition": tp.partition})
+    except KafkaError as exc:  # broker trouble: the next commit of the partition covers these offsets
+        log.warning("offsets of %s not committed (%r): the next commit covers them", tp, exc,
+                    extra={"topic": tp.topic, "partition": tp.partition, "collapse": True})
+
+
+def _content_type(record: Record) -> Headers:
+    """The record's content-type header, kept on what is re-queued or dead-lettered (none when it had none)."""
+    return [(key, value) for key, value in record.headers or () if key == "content-type"][-1:]
 
 
 def _resume(consumer: AIOKafkaConsumer, tp: TopicPartition) -> None:

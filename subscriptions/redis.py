@@ -6,6 +6,12 @@ Keys (one hash tag per namespace, so every script touches a single cluster slot)
     {ns:subscriptions}:order        zset   id → creation sequence (kept on overwrite, like the SQLite store)
     {ns:subscriptions}:seq          int    the sequence: creation order and write versions
     {ns:subscriptions}:unpublished  hash   id → version of the last write not yet confirmed on the topic
+    {ns:subscriptions}:epoch        str    the marker: when the store was first written (set once, kept)
+
+**A Redis that comes back empty** (restarted without persistence, flushed) has lost the marker along with the
+subscriptions and their secrets, while the compacted topic and the deliveries in flight still name them.
+`lost()` says so (no marker and no sequence: a store written before the marker existed has a sequence), and
+the roles refuse to treat the missing subscriptions as deleted (core.errors.StoreLost).
 
 **Write Redis first, then publish.** Each write is one Lua script (data, order and the `unpublished` mark
 change together); the publisher then sends the subscription *as Redis holds it now* (or a tombstone) and
@@ -25,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 
 import orjson
 from redis.asyncio import Redis
@@ -40,6 +47,7 @@ CHUNK = 500
 MAX_PUBLISH_ROUNDS = 8
 
 PUT = """
+redis.call('SET', KEYS[5], ARGV[4], 'NX')
 local version = redis.call('INCR', KEYS[3])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], 'NX', version, ARGV[1])
@@ -77,8 +85,8 @@ class RedisSubscriptionStore:
         self._redis = Redis.from_url(url)
         self._publisher = publisher
         tag = f"{{{namespace}:subscriptions}}"
-        self._data, self._order, self._seq, self._unpublished = (
-            f"{tag}:data", f"{tag}:order", f"{tag}:seq", f"{tag}:unpublished")
+        self._data, self._order, self._seq, self._unpublished, self._epoch = (
+            f"{tag}:data", f"{tag}:order", f"{tag}:seq", f"{tag}:unpublished", f"{tag}:epoch")
         self._put = self._redis.register_script(PUT)
         self._delete = self._redis.register_script(DELETE)
         self._mark = self._redis.register_script(MARK)
@@ -86,7 +94,7 @@ class RedisSubscriptionStore:
 
     @property
     def _keys(self) -> list[str]:
-        return [self._data, self._order, self._seq, self._unpublished]
+        return [self._data, self._order, self._seq, self._unpublished, self._epoch]
 
     @property
     def publishing(self) -> bool:
@@ -100,8 +108,15 @@ class RedisSubscriptionStore:
     async def put(self, subscription: Subscription) -> None:
         """Insert or overwrite by id (an overwrite keeps its place in `all()`); then publish."""
         data = orjson.dumps(subscription_to_dict(subscription, include_secret=True))
-        await self._put(keys=self._keys, args=[subscription.id, data, self._tracking])
+        epoch = datetime.now(UTC).isoformat()
+        await self._put(keys=self._keys, args=[subscription.id, data, self._tracking, epoch])
         await self._publish(subscription.id)
+
+    async def lost(self) -> bool:
+        """True when Redis holds no trace of this store: neither its marker nor its sequence. Ask it when there is
+        evidence that subscriptions exist (a delivery names one, the topic holds some): a store never written to
+        has no trace either."""
+        return not await self._redis.exists(self._epoch, self._seq)
 
     async def get(self, subscription_id: str) -> Subscription | None:
         raw = await self._redis.hget(self._data, subscription_id)

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Redis on 127.0.0.1 for tests and development, without Docker: Debian's redis-server, no persistence.
+# Redis on 127.0.0.1 for tests and development, without Docker: Debian's redis-server, persisted like
+# deploy/compose.yaml's: an append-only file (appendonly yes, appendfsync everysec) in $VIGIE_LOCAL_DIR/redis.
+# Redis is the authority for subscriptions and their webhook secrets: `stop; start` keeps them.
 #
 # Usage: deploy/local/redis.sh start|stop|status
 #
@@ -71,8 +73,9 @@ cmd_start() {
     ensure_installed
     mkdir -p "$REDIS_DIR"
     rm -f "$PID_FILE"
-    # No RDB snapshots, no AOF: test data is disposable. daemonize writes the PID file itself.
-    redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
+    # The append-only file (fsync every second) is what survives a restart; no RDB snapshots on top of it.
+    # daemonize writes the PID file itself.
+    redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly yes --appendfsync everysec \
         --daemonize yes --pidfile "$PID_FILE" --logfile "$LOG_FILE" --dir "$REDIS_DIR"
     local deadline=$((SECONDS + REDIS_START_TIMEOUT))
     until ping_redis; do
