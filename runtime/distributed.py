@@ -3,7 +3,8 @@
     vigie producer [--once]             poll sources → records.<dataset>            (producers/kafka_publisher.py)
     vigie streams worker                diff + match agents (faust-streaming)        (streams/faust_app.py)
     vigie notifier --channel webhook    deliveries.<channel> → Slack / webhooks / …  (notifiers/kafka_worker.py)
-    vigie healthcheck --role streams    exit 0 when the broker, Redis and the role's heartbeat answer
+    vigie healthcheck --role streams    exit 0 when the broker, Redis and the role's heartbeat answer, and the
+                                        role reports no problem of its own (runtime/health.py)
 
 Selected by `VIGIE_BUS=kafka://host:9092` and `VIGIE_STORE=redis://host:6379/0`; `memory://` and `sqlite:///…`
 keep the embedded runtime (`vigie run`). Settings beyond the embedded ones (all `VIGIE_*`):
@@ -16,6 +17,7 @@ keep the embedded runtime (`vigie run`). Settings beyond the embedded ones (all 
     namespace        "vigie"   prefix of every Redis key
     claim_ttl        120       seconds a notifier's claim on a delivery lives (must exceed http_timeout)
     webhook_rate     20        webhook deliveries per second per URL (the guard's policy, shared in Redis)
+    session_timeout  10        seconds a stream worker or notifier may go unheard before its group rebalances
     datasets         []        datasets the diff agent reads (default: those of `sources`)
 """
 
@@ -45,6 +47,7 @@ from notifiers.ratelimit import Rate
 from notifiers.worker import RetryPolicy
 from producers import adapter_for, open_source
 from producers.kafka_publisher import KafkaPublisher, Published, RedisSourceState, SnapshotProducer
+from runtime.health import Problems, read_problems, watch_store
 from runtime.logs import configure
 from runtime.settings import Settings
 from streams.bus.kafka import COMPACTED, KafkaBus, Topics, TopicSpec, bootstrap_of, ensure_topics
@@ -66,6 +69,7 @@ class DistributedSettings(Settings):
     data_dir: str = "vigie-data"
     claim_ttl: float = Field(default=120.0, gt=0)
     webhook_rate: float = Field(default=20.0, gt=0)
+    session_timeout: float = Field(default=10.0, ge=1)
     datasets: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     @field_validator("datasets", mode="before")
@@ -93,6 +97,9 @@ class DistributedSettings(Settings):
 
     def heartbeat(self, role: str) -> Path:
         return Path(self.data_dir) / f"{role}.alive"
+
+    def problems(self, role: str) -> Path:
+        return Path(self.data_dir) / f"{role}.problems"
 
 
 def is_distributed(settings: Settings) -> bool:
@@ -201,19 +208,27 @@ async def run_streams(s: DistributedSettings) -> None:
     store = streams_store(s)
     # faust's memory store drops standby data after every recovery: standbys only pay off with RocksDB
     conf = StreamsConfig(app_id=s.app_id, bootstrap=s.bootstrap, datasets=datasets, store=store,
-                         partitions=s.partitions, data_dir=s.data_dir,
+                         partitions=s.partitions, data_dir=s.data_dir, session_timeout=s.session_timeout,
                          standby_replicas=0 if store.startswith("memory:") else 1)
     bus = KafkaBus(s.bootstrap, topics=s.topics, client_id=f"{s.app_id}-streams")
     views = {d: RedisCurrentView(s.redis_url, dataset=d, namespace=s.namespace) for d in datasets}
-    updater = ViewUpdater(s.bootstrap, s.topics.changes, f"{s.app_id}-view", views)
+    problems = Problems(s.problems("streams"))
+    updater = ViewUpdater(s.bootstrap, s.topics.changes, f"{s.app_id}-view", views,
+                          report=problems.reporter("view"))
+    subscriptions = RedisSubscriptionStore(s.redis_url, namespace=s.namespace)
+    streams = Streams(conf, bus, heartbeat=s.heartbeat("streams"))
     stop = asyncio.Event()
-    view_task = asyncio.create_task(updater.run(stop))
+    tasks = [asyncio.create_task(updater.run(stop)),
+             asyncio.create_task(watch_store(subscriptions, lambda: len(streams.feed.index),
+                                             problems.reporter("subscriptions"), stop))]
     try:
-        await Streams(conf, bus, heartbeat=s.heartbeat("streams")).run()
+        await streams.run()
     finally:
         stop.set()
-        with contextlib.suppress(Exception):  # its failure was logged; the worker's own outcome matters here
-            await view_task
+        for task in tasks:
+            with contextlib.suppress(Exception):  # its failure was logged; the worker's own outcome matters here
+                await task
+        await subscriptions.aclose()
         for view in views.values():
             await view.aclose()
 
@@ -229,7 +244,7 @@ async def run_notifier(s: DistributedSettings, channel: str) -> None:
     await ensure_topics(s.bootstrap, topic_specs(s))
     conf = NotifierConfig(channel=channel, bootstrap=s.bootstrap, group=f"{s.app_id}-notifier-{channel}",
                           prefix=s.topic_prefix, busy_delay_s=min(s.claim_ttl, 30.0),
-                          reclaim_after_s=s.claim_ttl / 2)
+                          reclaim_after_s=s.claim_ttl / 2, session_timeout_s=s.session_timeout)
     store = RedisSubscriptionStore(s.redis_url, namespace=s.namespace)
     guard = DeliveryGuard(s.redis_url, namespace=s.namespace, claim_ttl_s=s.claim_ttl, policy=guard_policy(s))
     stop = _stop_on_signals()
@@ -278,13 +293,13 @@ def _stale(s: DistributedSettings, role: str, channel: str | None) -> list[str]:
     if role == "api":
         return []
     name = f"notifier-{channel}" if role == "notifier" and channel else role
-    paths = [s.heartbeat(name)] if role != "notifier" or channel else sorted(Path(s.data_dir).glob("notifier-*"))
+    paths = [s.heartbeat(name)] if role != "notifier" or channel else sorted(Path(s.data_dir).glob("notifier-*.alive"))
     ages = [time.time() - p.stat().st_mtime for p in paths if p.exists()]
     if not ages:
         return [f"no heartbeat from the {role} role in {s.data_dir}"]
     if min(ages) > 12 * HEARTBEAT_S:
         return [f"{role} heartbeat is {min(ages):.0f}s old"]
-    return []
+    return [problem for path in paths for problem in read_problems(path.with_suffix(".problems"))]
 
 
 # -- command line ----------------------------------------------------------------------------------------

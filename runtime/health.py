@@ -1,0 +1,102 @@
+"""What a running role says is wrong with it, for `vigie healthcheck`: a problems file next to its heartbeat.
+
+A heartbeat says the process is alive; it cannot say that a part of it gave up or keeps failing (the streams
+role's current-state view updater while Redis is away, say). A part reports a problem by name while it lasts and
+clears it when it is over; the role's `<data dir>/<role>.problems` file holds the current ones as JSON (it is
+removed when there are none), and the healthcheck fails while it names any.
+
+    problems = Problems(Path("vigie-data/streams.problems"))
+    problems.report("view", "current-state view updater failing (ConnectionError …)")
+    problems.report("view", None)  # over
+
+`watch_store` is the streams role's check that its Redis did not come back empty (see core.errors.StoreLost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from core.errors import StoreLost
+
+log = logging.getLogger(__name__)
+
+
+class Problems:
+    """The problems of one role process, written to `path` on every change (small, rare writes)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._current: dict[str, str] = {}
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()  # a previous run's problems are not this one's
+
+    @property
+    def current(self) -> dict[str, str]:
+        return dict(self._current)
+
+    def report(self, part: str, problem: str | None) -> None:
+        """`part` has `problem` now (a line), or none (None)."""
+        if self._current.get(part) == problem:
+            return
+        if problem is None:
+            self._current.pop(part, None)
+        else:
+            self._current[part] = problem
+        self._write()
+
+    def reporter(self, part: str) -> Callable[[str | None], None]:
+        """A callback reporting for `part` (what a component is given, so it needs no name of its own)."""
+        return functools.partial(self.report, part)
+
+    def _write(self) -> None:
+        if not self._current:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_suffix(".tmp")
+        partial.write_text(json.dumps(self._current, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(partial, self.path)  # the healthcheck never reads half a file
+
+
+def read_problems(path: Path) -> list[str]:
+    """The problems a role's file names, as `part: problem` lines; [] when there is no file."""
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as exc:
+        return [f"unreadable problems file {path}: {exc}"]
+    if not isinstance(found, dict):
+        return [f"unreadable problems file {path}: not an object"]
+    return [f"{part}: {problem}" for part, problem in sorted(found.items())]
+
+
+class LosableStore(Protocol):
+    async def lost(self) -> bool: ...
+
+
+async def watch_store(store: LosableStore, expected: Callable[[], int], report: Callable[[str | None], None],
+                      stop: asyncio.Event, *, every_s: float = 30.0) -> None:
+    """Until `stop`: every `every_s`, when `expected()` subscriptions exist (the compacted topic's count, say) but
+    the store has lost its data, say so loudly (one error line per window) and report it; clear it once restored."""
+    while not stop.is_set():
+        try:
+            lost = expected() > 0 and await store.lost()
+        except Exception as exc:  # Redis away: the roles' own errors say so; this check says nothing new
+            log.debug("cannot check the subscription store: %r", exc)
+            lost = False
+        problem = str(StoreLost(f"({expected()} subscription(s) on the topic)")) if lost else None
+        report(problem)
+        if problem is not None:
+            log.error("%s", problem, extra={"collapse": True})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every_s)
