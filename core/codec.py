@@ -3,6 +3,9 @@
 The envelope carries CloudEvents 1.0 attributes (specversion, id, source, type, subject, time,
 datacontenttype) plus `vigieversion`. `decode` never trusts its input: anything malformed raises
 EnvelopeError with a reason fit for a dead-letter record.
+
+On Kafka, an envelope travels in the CloudEvents Kafka binding's structured mode: the whole event is the
+value, and the record carries `KAFKA_HEADERS` (`content-type: application/cloudevents+json`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ SNAPSHOT_END = "org.vigie.snapshot.end"
 CHANGE = "org.vigie.change"
 DELIVERY = "org.vigie.delivery"
 SUBSCRIPTION = "org.vigie.subscription"
+CONTENT_TYPE = "application/cloudevents+json"
+KAFKA_HEADERS: tuple[tuple[str, bytes], ...] = (("content-type", CONTENT_TYPE.encode()),)
 
 
 def record_to_dict(r: Record) -> dict[str, Any]:

@@ -32,7 +32,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
-from core.codec import RECORD, SNAPSHOT_END, Envelope, record_to_dict
+from core.codec import KAFKA_HEADERS, RECORD, SNAPSHOT_END, Envelope, record_to_dict
 from core.diff import floor_problem
 from core.model import Record, stable_hash
 from core.ports import Adapter, Quarantined, RawSnapshot, Snapshot, Source
@@ -159,7 +159,8 @@ class KafkaPublisher:
         topic, profile = self.topic(snapshot.dataset), profile_for(snapshot.dataset)
         futures = [await self._producer.send(
             topic, record_envelope(r, snapshot=snapshot_id, version=snapshot.version, source=snapshot.source,
-                                   baseline=baseline, at=at).encode(), key=profile.partition_key(r).encode())
+                                   baseline=baseline, at=at).encode(), key=profile.partition_key(r).encode(),
+            headers=list(KAFKA_HEADERS))
             for r in snapshot.records]
         futures += [await self._quarantine(snapshot.dataset, q) for q in snapshot.quarantined]
         for future in futures:
@@ -167,7 +168,7 @@ class KafkaPublisher:
         partitions = sorted(await self._producer.partitions_for(topic))
         ends = [await self._producer.send(topic, end_envelope(
             snapshot, snapshot_id=snapshot_id, complete=complete, baseline=baseline, partition=p, at=at).encode(),
-            partition=p) for p in partitions]
+            partition=p, headers=list(KAFKA_HEADERS)) for p in partitions]
         for future in ends:
             await future
 

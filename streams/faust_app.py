@@ -61,7 +61,7 @@ from core.codec import (
 )
 from core.errors import EnvelopeError
 from core.model import Change, Delivery
-from streams.bus.kafka import COMPACTED, KafkaBus, Outgoing, TopicSpec, ensure_topics, start_offsets
+from streams.bus.kafka import COMPACTED, KafkaBus, Outgoing, TopicSpec, cloudevent, ensure_topics, start_offsets
 from streams.faust_transport import App
 from streams.kafka_diff import PartitionDiff, RecordMessage, SnapshotEnd
 from streams.kafka_index import SubscriptionFeed
@@ -407,7 +407,7 @@ class Streams:
             changes = diff.on_end(SnapshotEnd.from_data(envelope.data, envelope.time), message.partition)
         else:
             raise EnvelopeError(f"expected type {RECORD!r} or {SNAPSHOT_END!r}, got {envelope.type!r}")
-        return [Outgoing(self.bus.topics.changes, change_envelope(c).encode(), key=c.key.encode()) for c in changes]
+        return [cloudevent(self.bus.topics.changes, change_envelope(c), key=c.key.encode()) for c in changes]
 
     async def match_batch(self, events: Sequence[Any], generation: int | None = None) -> None:
         out: list[Outgoing] = []
@@ -419,8 +419,8 @@ class Streams:
     def _match_one(self, message: Any) -> list[Outgoing]:
         change = read(decode(message.value), CHANGE, change_from_dict)
         deliveries = [Delivery.of(change, s) for s in self.feed.index.match(change)]
-        return [Outgoing(self.bus.topics.deliveries(d.subscription.channel), delivery_envelope(d).encode(),
-                         key=d.subscription.id.encode()) for d in deliveries]
+        return [cloudevent(self.bus.topics.deliveries(d.subscription.channel), delivery_envelope(d),
+                           key=d.subscription.id.encode()) for d in deliveries]
 
     def _guarded(self, message: Any, handle: Callable[[Any], list[Outgoing]]) -> list[Outgoing]:
         """`handle(message)`, or the message's dead letter when it cannot be read or processed."""

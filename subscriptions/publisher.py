@@ -5,6 +5,7 @@ One message per write, keyed by subscription id so compaction keeps the latest:
     key    subscription id (UTF-8)
     value  Envelope(type=org.vigie.subscription, subject=id, data=subscription_to_dict(include_secret=False))
            or None (a tombstone) when the subscription was deleted
+    header content-type: application/cloudevents+json (not on tombstones)
 
 Secrets never go on the bus; notifiers read them from the subscription store.
 
@@ -26,7 +27,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
-from core.codec import SUBSCRIPTION, Envelope, subscription_to_dict
+from core.codec import KAFKA_HEADERS, SUBSCRIPTION, Envelope, subscription_to_dict
 from core.errors import PublishError
 from core.model import Subscription
 
@@ -118,7 +119,9 @@ class KafkaSubscriptionPublisher:
         """Send one write and wait until every in-sync replica has it; PublishError otherwise."""
         producer = self._producer if self._producer is not None else await self._guarded(self._started())
         value = None if subscription is None else envelope_of(subscription, at=datetime.now(UTC)).encode()
-        await self._guarded(producer.send_and_wait(self.topic, key=subscription_id.encode(), value=value))
+        headers = None if value is None else list(KAFKA_HEADERS)  # a tombstone is no event
+        await self._guarded(producer.send_and_wait(self.topic, key=subscription_id.encode(), value=value,
+                                                   headers=headers))
 
     async def _guarded(self, operation: Awaitable[T]) -> T:
         try:

@@ -9,7 +9,9 @@ Every name takes an optional prefix, so several deployments (or test runs) can s
     subscriptions                store → match agents      compacted; key = subscription id, tombstone = delete
     dlq.<topic>                  any consumer              the original key and bytes, the reason in headers
 
-Values are `core.codec.Envelope` JSON. Dead letters keep the original value untouched and say why in headers:
+Values are `core.codec.Envelope` JSON, in the CloudEvents Kafka binding's structured mode: `cloudevent()` makes the
+message, with the header `content-type: application/cloudevents+json`. Dead letters keep the original value
+untouched (and its content-type header, when it had one) and say why in headers:
 
     vigie-dlq-reason     one line: what is wrong (EnvelopeError text, or the delivery's last error)
     vigie-dlq-topic      where the message was read
@@ -32,6 +34,8 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
+
+from core.codec import KAFKA_HEADERS, Envelope
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +110,18 @@ def dead_letter_headers(message: Consumed, reason: str) -> Headers:
     return (("vigie-dlq-reason", reason.encode()), ("vigie-dlq-topic", message.topic.encode()),
             ("vigie-dlq-partition", str(message.partition).encode()),
             ("vigie-dlq-offset", str(message.offset).encode()))
+
+
+def cloudevent(topic: str, envelope: Envelope, *, key: bytes | None = None, partition: int | None = None) -> Outgoing:
+    """The message carrying `envelope` (structured mode: the `content-type` header says it is a CloudEvent)."""
+    return Outgoing(topic, envelope.encode(), key=key, partition=partition, headers=KAFKA_HEADERS)
+
+
+def content_type(message: object) -> Headers:
+    """The content-type header of a consumed message (aiokafka or faust), as headers to copy; () when none."""
+    headers = getattr(message, "headers", None) or ()
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    return tuple((key, value) for key, value in pairs if key == "content-type" and isinstance(value, bytes))[-1:]
 
 
 def header(headers: Sequence[tuple[str, bytes]] | None, name: str) -> str | None:
@@ -191,7 +207,7 @@ class KafkaBus:
         log.warning("dead letter from %s[%d]@%d: %s", message.topic, message.partition, message.offset, reason,
                     extra={"topic": message.topic, "partition": message.partition, "offset": message.offset})
         return Outgoing(self.topics.dlq(message.topic), message.value, key=message.key,
-                        headers=dead_letter_headers(message, reason))
+                        headers=content_type(message) + dead_letter_headers(message, reason))
 
 
 def _done() -> asyncio.Future[Any]:
