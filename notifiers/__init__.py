@@ -3,6 +3,7 @@
     console://[stderr]                  console.py   plain text, for demos
     webhook+https://host/path           webhook.py   signed CloudEvent (Standard Webhooks)
     slack://[xoxb-TOKEN@]CHANNEL        slack.py     Block Kit via chat.postMessage
+    tg://[BOT_TOKEN@]CHAT_ID            telegram.py  HTML via the Bot API's sendMessage (python-telegram-bot)
 
 Adding a channel (e.g. `tg://` in telegram.py) means one module exposing a `PLUGIN` (base.Plugin)
 and one line in `PLUGINS` below; an optional dependency is imported inside its module's `build`.
@@ -25,8 +26,8 @@ import aiohttp
 from core.errors import DeliveryError, SubscriptionError
 from core.model import Delivery
 from core.ports import Channel
-from notifiers import console, slack, webhook
-from notifiers.base import DEFAULT_TIMEOUT, Options, Plugin, Target, mask_unparsed, split_scheme
+from notifiers import console, slack, telegram, webhook
+from notifiers.base import DEFAULT_TIMEOUT, Options, Plugin, Refused, Target, mask_unparsed, split_scheme
 from notifiers.webhook import new_secret
 
 __all__ = ["PLUGINS", "Channels", "Options", "Plugin", "Target", "mask", "new_secret", "parse_destination",
@@ -35,7 +36,7 @@ __all__ = ["PLUGINS", "Channels", "Options", "Plugin", "Target", "mask", "new_se
 log = logging.getLogger(__name__)
 
 PLUGINS: Mapping[str, Plugin] = MappingProxyType({
-    plugin.name: plugin for plugin in (console.PLUGIN, webhook.PLUGIN, slack.PLUGIN)
+    plugin.name: plugin for plugin in (console.PLUGIN, webhook.PLUGIN, slack.PLUGIN, telegram.PLUGIN)
 })
 
 
@@ -71,8 +72,12 @@ class Channels:
 
     def __init__(self, *, slack_token: str | None = None, slack_base_url: str = slack.DEFAULT_BASE_URL,
                  console_stream: IO[str] | None = None, timeout: float = DEFAULT_TIMEOUT,
-                 session: aiohttp.ClientSession | None = None, plugins: Mapping[str, Plugin] = PLUGINS) -> None:
+                 session: aiohttp.ClientSession | None = None, plugins: Mapping[str, Plugin] = PLUGINS,
+                 telegram_token: str | None = None, telegram_base_url: str = telegram.DEFAULT_BASE_URL,
+                 on_refused: Refused | None = None) -> None:
         self._slack_token = slack_token
+        self._telegram_token, self._telegram_base_url = telegram_token, telegram_base_url
+        self._on_refused = on_refused
         self._slack_base_url = slack_base_url
         self._console_stream = console_stream
         self._timeout = timeout
@@ -85,7 +90,9 @@ class Channels:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout))
         return Options(session=self._session, timeout=self._timeout, slack_token=self._slack_token,
-                       slack_base_url=self._slack_base_url, console_stream=self._console_stream)
+                       slack_base_url=self._slack_base_url, console_stream=self._console_stream,
+                       telegram_token=self._telegram_token, telegram_base_url=self._telegram_base_url,
+                       on_refused=self._on_refused)
 
     def channel(self, name: str) -> Channel:
         """The channel called `name` (`slack`, `webhook`, …); DeliveryError if there is none."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -25,6 +25,7 @@ from core.ports import Channel
 DEFAULT_TIMEOUT = 30.0
 MASK = "***"
 T = TypeVar("T")
+Refused = Callable[[str, str], Awaitable[None]]
 
 
 class Target(Protocol):
@@ -42,6 +43,9 @@ class Options:
     slack_token: str | None = None
     slack_base_url: str = "https://slack.com/api/"
     console_stream: IO[str] | None = None
+    telegram_token: str | None = None
+    telegram_base_url: str = "https://api.telegram.org/bot"
+    on_refused: Refused | None = None  # (destination, reason): it refused for good; runtime disables its subscriptions
 
 
 @dataclass(frozen=True, slots=True)
