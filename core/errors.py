@@ -6,7 +6,8 @@
     ├── SubscriptionError      a subscription is inconsistent (bad area, bad filter)
     ├── DeliveryError          a destination refused or failed a delivery
     │   ├── retriable          True when trying again later may succeed
-    │   └── retry_after        seconds the destination asked us to wait, if it said
+    │   ├── retry_after        seconds the destination asked us to wait, if it said
+    │   └── DestinationGone    refused for good (revoked token, deleted or archived channel): disable it
     ├── PublishError           a subscription write is stored but did not reach the bus (published later)
     │   └── retriable          True when trying again later may succeed
     └── StoreLost              the subscription store lost its data (a Redis restarted empty): held, not dropped
@@ -42,6 +43,13 @@ class DeliveryError(VigieError):
         super().__init__(message)
         self.retriable = retriable
         self.retry_after = retry_after
+
+
+class DestinationGone(DeliveryError):
+    """The destination will never accept anything again: every subscription to it gets disabled with the reason."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retriable=False)
 
 
 class PublishError(VigieError):

@@ -6,10 +6,10 @@ each passes the same contract suite in tests/contract/.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from core.model import Change, Delivery, Record, Subscription
 
@@ -118,6 +118,18 @@ class Channel(Protocol):
     async def send(self, delivery: Delivery) -> None: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class MergingChannel(Channel, Protocol):
+    """A channel that can say several alerts to one destination in one message (Slack, to stay ~1 msg/s).
+
+    `merge_limit` caps how many go in one message; `send_merged` gets 1..merge_limit deliveries that share
+    their destination, and succeeds or fails for all of them at once."""
+
+    merge_limit: int
+
+    async def send_merged(self, deliveries: Sequence[Delivery]) -> None: ...
 
 
 class Outbox(Protocol):

@@ -3,6 +3,7 @@
     console://[stderr]                  console.py   plain text, for demos
     webhook+https://host/path           webhook.py   signed CloudEvent (Standard Webhooks)
     slack://[xoxb-TOKEN@]CHANNEL        slack.py     Block Kit via chat.postMessage
+    slack+https://hooks.slack.com/…     slack.py     Block Kit via an incoming webhook
     tg://[BOT_TOKEN@]CHAT_ID            telegram.py  HTML via the Bot API's sendMessage (python-telegram-bot)
 
 Adding a channel (e.g. `tg://` in telegram.py) means one module exposing a `PLUGIN` (base.Plugin)
@@ -17,7 +18,7 @@ Errors are core's, never a `False` return:
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import IO
 
@@ -25,7 +26,7 @@ import aiohttp
 
 from core.errors import DeliveryError, SubscriptionError
 from core.model import Delivery
-from core.ports import Channel
+from core.ports import Channel, MergingChannel
 from notifiers import console, slack, telegram, webhook
 from notifiers.base import DEFAULT_TIMEOUT, Options, Plugin, Refused, Target, mask_unparsed, split_scheme
 from notifiers.webhook import new_secret
@@ -105,6 +106,21 @@ class Channels:
 
     async def send(self, delivery: Delivery) -> None:
         await self.channel(delivery.subscription.channel).send(delivery)
+
+    def merge_limit(self, name: str) -> int:
+        """How many alerts to one destination channel `name` can merge into one message (1: it cannot)."""
+        channel = self.channel(name)
+        return max(1, channel.merge_limit) if isinstance(channel, MergingChannel) else 1
+
+    async def send_merged(self, deliveries: Sequence[Delivery]) -> None:
+        """One message for deliveries sharing a destination (one delivery: a plain `send`)."""
+        channel = self.channel(deliveries[0].subscription.channel)
+        if len(deliveries) == 1:
+            await channel.send(deliveries[0])
+        elif isinstance(channel, MergingChannel):
+            await channel.send_merged(deliveries)
+        else:
+            raise DeliveryError(f"{deliveries[0].subscription.channel}:// cannot merge alerts", retriable=False)
 
     async def aclose(self) -> None:
         channels, self._channels = list(self._channels.values()), {}

@@ -1,12 +1,22 @@
-"""`slack://[xoxb-TOKEN@]CHANNEL`: a Block Kit message posted with slack_sdk's `AsyncWebClient`.
+"""Slack: Block Kit alerts (core/slack_blocks.py), by bot token or by incoming webhook.
+
+    slack://[xoxb-TOKEN@]CHANNEL                       chat.postMessage with slack_sdk's `AsyncWebClient`
+    slack+https://hooks.slack.com/services/T…/B…/…     an incoming webhook, with slack_sdk's `AsyncWebhookClient`
 
 CHANNEL is a channel id (`C0123ABCD`) or a name (`#general`, written `%23general` or `general`).
 Without a token in the URL the channel's default bot token is used (`SLACK_BOT_TOKEN`). `base_url`
-points the same code at the local stand-in in tests and demos.
+points the same code at the local stand-in in tests and demos; `slack+http://` is for loopback hosts only.
+`url(privacy=True)` hides the token and the webhook's secret path segment.
+
+`send_merged` posts several alerts for one destination as one message (`slack_blocks.digest`): the workers
+use it to keep a channel at about one message per second without dropping anything.
 
 Slack errors → DeliveryError: `ratelimited` (HTTP 429) is retriable after `Retry-After`; 5xx,
-Slack's own transient codes, timeouts and connection errors are retriable; anything else
-(`invalid_auth`, `channel_not_found`, `not_in_channel`, `is_archived`, …) is not.
+Slack's own transient codes, timeouts and connection errors are retriable; `invalid_auth`,
+`channel_not_found`, `is_archived`, `account_inactive`, `token_revoked` (webhooks: `invalid_token`,
+`channel_not_found`, `channel_is_archived`, `no_service`, `no_active_hooks`) are DestinationGone, reported to
+`on_refused(destination, reason)` (runtime/ disables every subscription to it); anything else
+(`not_in_channel`, …) is a plain permanent failure.
 """
 
 from __future__ import annotations
@@ -15,16 +25,18 @@ import asyncio
 import logging
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from core import render
-from core.errors import DeliveryError, SubscriptionError
+from core import slack_blocks
+from core.errors import DeliveryError, DestinationGone, SubscriptionError
 from core.model import Delivery
 from core.ports import Channel
 from notifiers.base import (
@@ -32,10 +44,10 @@ from notifiers.base import (
     MASK,
     Options,
     Plugin,
+    Refused,
     parse_retry_after,
     scrub,
     split_scheme,
-    target_of,
 )
 
 log = logging.getLogger(__name__)
@@ -46,6 +58,14 @@ _CHANNEL_NAME = re.compile(r"[a-z0-9][a-z0-9_\-]{0,79}")
 _BOT_TOKEN = re.compile(r"xoxb-[A-Za-z0-9\-]+")
 RETRIABLE_ERRORS = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable",
                               "request_timeout"})
+GONE = frozenset({"invalid_auth", "account_inactive", "token_revoked", "channel_not_found", "is_archived"})
+HOOK_ERRORS = {
+    "invalid_token": "the incoming webhook was revoked",
+    "no_service": "the incoming webhook is disabled or removed",
+    "no_active_hooks": "the incoming webhook is disabled",
+    "channel_not_found": "the webhook's channel no longer exists",
+    "channel_is_archived": "the webhook's channel is archived",
+}
 PERMANENT_ERRORS = {
     "invalid_auth": "the bot token is invalid",
     "not_authed": "no bot token was sent",
@@ -68,6 +88,57 @@ def _channel(raw: str) -> str:
         return f"#{name}"
     raise SubscriptionError(
         f"slack channel must be an id like C0123ABCD or a lower-case name like #general, got {raw!r}")
+
+
+def _is_loopback(host: str) -> bool:
+    return host in ("localhost", "127.0.0.1", "::1") or host.startswith("127.")
+
+
+@dataclass(frozen=True, slots=True)
+class SlackHookTarget:
+    """An incoming webhook: `slack+https://hooks.slack.com/services/T…/B…/SECRET`."""
+
+    endpoint: str = field(repr=False)
+
+    @classmethod
+    def parse(cls, url: str) -> SlackHookTarget:
+        scheme, rest = split_scheme(url)
+        http = scheme.removeprefix("slack+")
+        parts = urlsplit(f"{http}://{rest}")
+        host = parts.hostname or ""
+        if http not in ("https", "http") or not host or parts.query or parts.username:
+            raise SubscriptionError("slack incoming webhook must look like slack+https://hooks.slack.com/services/…")
+        if http == "http" and not _is_loopback(host):
+            raise SubscriptionError(f"slack+http:// is only allowed for loopback hosts, not {host}: use slack+https://")
+        segments = [seg for seg in parts.path.split("/") if seg]
+        if len(segments) < 2:
+            raise SubscriptionError("slack incoming webhook URL needs its path (/services/T…/B…/…)")
+        return cls(f"{http}://{parts.netloc}/{'/'.join(segments)}")
+
+    def url(self, privacy: bool = True) -> str:
+        if not privacy:
+            return f"slack+{self.endpoint}"
+        return f"slack+{self.endpoint.rpartition('/')[0]}/{MASK}"
+
+
+def parse(url: str) -> SlackTarget | SlackHookTarget:
+    scheme, _ = split_scheme(url)
+    return SlackTarget.parse(url) if scheme == "slack" else SlackHookTarget.parse(url)
+
+
+def hook_error(status: int, body: str, headers: Any, where: str) -> DeliveryError | None:
+    """The DeliveryError an incoming webhook's answer means (`ok` with 200 is success)."""
+    code = body.strip()
+    if status == 200 and code == "ok":
+        return None
+    if status == 429:
+        retry_after = parse_retry_after((headers or {}).get("Retry-After"))
+        return DeliveryError(f"slack webhook rate limited {where}", retriable=True, retry_after=retry_after)
+    if code in HOOK_ERRORS:
+        return DestinationGone(f"slack {code}: {HOOK_ERRORS[code]} ({where})")
+    if status >= 500:
+        return DeliveryError(f"slack webhook answered {status} ({where})", retriable=True)
+    return DeliveryError(f"slack webhook refused the message: {status} {code[:100]} ({where})", retriable=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +174,8 @@ def api_error(exc: SlackApiError, where: str) -> DeliveryError:
     if status == 429 or code == "ratelimited":
         retry_after = parse_retry_after(headers.get("Retry-After"))
         return DeliveryError(f"slack rate limited {where}", retriable=True, retry_after=retry_after)
+    if code in GONE:
+        return DestinationGone(f"slack {code}: {PERMANENT_ERRORS[code]} ({where})")
     if code in PERMANENT_ERRORS:
         return DeliveryError(f"slack {code}: {PERMANENT_ERRORS[code]} ({where})", retriable=False)
     if status >= 500 or code in RETRIABLE_ERRORS:
@@ -111,13 +184,17 @@ def api_error(exc: SlackApiError, where: str) -> DeliveryError:
 
 
 class SlackChannel:
-    """Posts with `chat.postMessage`; one `AsyncWebClient` per bot token, all on one aiohttp session."""
+    """Posts with `chat.postMessage` (one `AsyncWebClient` per bot token) or to incoming webhooks, all on one
+    aiohttp session."""
 
     scheme = "slack"
+    merge_limit = slack_blocks.MAX_MERGED
 
     def __init__(self, session: aiohttp.ClientSession, *, token: str | None = None,
-                 base_url: str = DEFAULT_BASE_URL, timeout: float = DEFAULT_TIMEOUT) -> None:
+                 base_url: str = DEFAULT_BASE_URL, timeout: float = DEFAULT_TIMEOUT,
+                 on_refused: Refused | None = None) -> None:
         self._session = session
+        self._on_refused = on_refused
         self._token = token
         self._base_url = base_url if base_url.endswith("/") else base_url + "/"
         self._timeout = timeout
@@ -130,22 +207,49 @@ class SlackChannel:
         return self._clients[token]
 
     async def send(self, delivery: Delivery) -> None:
-        target = target_of(delivery, SlackTarget.parse)
-        token = target.token or self._token
-        if not token:
-            raise DeliveryError("no Slack bot token: set SLACK_BOT_TOKEN or use slack://xoxb-TOKEN@CHANNEL",
-                                retriable=False)
-        text, blocks = render.slack(delivery.change, delivery.subscription.lang)
+        await self.send_merged([delivery])
+
+    async def send_merged(self, deliveries: Sequence[Delivery]) -> None:
+        """One message for `deliveries` (all to the same destination): the alert, or a digest of them."""
+        try:
+            target = parse(deliveries[0].subscription.destination)
+        except SubscriptionError as exc:
+            raise DeliveryError(f"invalid destination: {exc}", retriable=False) from exc
+        try:
+            await self._send(target, deliveries)
+        except DestinationGone as exc:
+            if self._on_refused is not None:
+                await self._on_refused(deliveries[0].subscription.destination, str(exc))
+            raise
+        first = deliveries[0]
+        log.debug("posted %d alert(s) to slack %s", len(deliveries), target.url(), extra={
+            "change_id": first.change.id, "subscription_id": first.subscription.id, "channel": self.scheme})
+
+    async def _send(self, target: SlackTarget | SlackHookTarget, deliveries: Sequence[Delivery]) -> None:
+        text, blocks = slack_blocks.digest(deliveries)
         try:
             async with asyncio.timeout(self._timeout):
-                await self._client(token).chat_postMessage(channel=target.channel, text=text, blocks=blocks)
+                await self._post(target, text, blocks)
         except SlackApiError as exc:
             raise api_error(exc, target.url()) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
             reason = scrub(f"{type(exc).__name__}: {exc}".rstrip(": "))
             raise DeliveryError(f"slack unreachable ({target.url()}): {reason}", retriable=True) from exc
-        log.debug("posted %s to slack %s", delivery.key, target.url(), extra={
-            "change_id": delivery.change.id, "subscription_id": delivery.subscription.id, "channel": self.scheme})
+
+    async def _post(self, target: SlackTarget | SlackHookTarget, text: str, blocks: list[dict[str, Any]]) -> None:
+        if isinstance(target, SlackHookTarget):
+            hook = AsyncWebhookClient(target.endpoint, session=self._session, retry_handlers=[],
+                                      timeout=max(1, math.ceil(self._timeout)))
+            response = await hook.send(text=text, blocks=blocks)
+            error = hook_error(response.status_code, response.body, response.headers, target.url())
+            if error is not None:
+                raise error
+            return
+        token = target.token or self._token
+        if not token:
+            raise DeliveryError("no Slack bot token: set SLACK_BOT_TOKEN or use slack://xoxb-TOKEN@CHANNEL",
+                                retriable=False)
+        await self._client(token).chat_postMessage(channel=target.channel, text=text, blocks=blocks)
 
     async def aclose(self) -> None:
         self._clients.clear()  # the session belongs to whoever built the channel
@@ -153,7 +257,7 @@ class SlackChannel:
 
 def build(options: Options) -> Channel:
     return SlackChannel(options.session, token=options.slack_token, base_url=options.slack_base_url,
-                        timeout=options.timeout)
+                        timeout=options.timeout, on_refused=options.on_refused)
 
 
-PLUGIN = Plugin("slack", ("slack",), SlackTarget.parse, build)
+PLUGIN = Plugin("slack", ("slack", "slack+https", "slack+http"), parse, build)

@@ -5,6 +5,10 @@ after another in outbox order, and after a failure the rest wait for a later rou
 `pending` holds back what follows an undelivered, not-yet-due delivery of the same subscription).
 Different subscriptions are served in parallel, at most `concurrency` at a time, each destination
 paced by a token bucket (`ratelimit.py`).
+
+A channel that merges (Slack: `MergingSender.merge_limit(channel)` > 1) is queued by destination instead:
+what is due for one Slack channel goes out as one message per token (up to the limit each), every delivery
+marked with its own key, so a burst never exceeds the channel's rate and nothing is dropped.
 """
 
 from __future__ import annotations
@@ -13,10 +17,10 @@ import asyncio
 import logging
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from core.errors import DeliveryError
 from core.model import Delivery
@@ -27,10 +31,24 @@ from notifiers.ratelimit import RateLimiter
 log = logging.getLogger(__name__)
 
 Outcome = Literal["delivered", "retried", "dead"]
+Pending = tuple[Delivery, int]
 
 
 class Sender(Protocol):
     async def send(self, delivery: Delivery) -> None: ...
+
+
+@runtime_checkable
+class MergingSender(Sender, Protocol):
+    """notifiers.Channels: how many alerts a channel merges into one message, and the merged send."""
+
+    def merge_limit(self, channel: str) -> int: ...
+
+    async def send_merged(self, deliveries: Sequence[Delivery]) -> None: ...
+
+
+def merge_limit(sender: Sender, channel: str) -> int:
+    return sender.merge_limit(channel) if isinstance(sender, MergingSender) else 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,11 +109,18 @@ class OutboxWorker:
         self._limiter = RateLimiter() if limiter is None else limiter
         self._rng = rng
 
+    def _queue_of(self, delivery: Delivery) -> str:
+        """Deliveries of one queue go one after another: one subscription's, or one merging destination's."""
+        subscription = delivery.subscription
+        if merge_limit(self._channels, subscription.channel) > 1:
+            return f"to:{subscription.destination}"
+        return f"id:{subscription.id}"
+
     async def drain(self, limit: int = 100) -> DrainResult:
         """Try every delivery due now (up to `limit`) once; what failed is rescheduled or dead-lettered."""
-        queues: dict[str, list[tuple[Delivery, int]]] = {}
+        queues: dict[str, list[Pending]] = {}
         for delivery, attempts in await self._outbox.pending(limit, self._clock()):
-            queues.setdefault(delivery.subscription.id, []).append((delivery, attempts))
+            queues.setdefault(self._queue_of(delivery), []).append((delivery, attempts))
         tally: Counter[Outcome] = Counter()
         results = await asyncio.gather(*(self._run_queue(queue, tally) for queue in queues.values()),
                                        return_exceptions=True)
@@ -104,26 +129,45 @@ class OutboxWorker:
                 raise result
         return DrainResult(tally["delivered"], tally["retried"], tally["dead"])
 
-    async def _run_queue(self, queue: list[tuple[Delivery, int]], tally: Counter[Outcome]) -> None:
+    async def _run_queue(self, queue: list[Pending], tally: Counter[Outcome]) -> None:
+        size = merge_limit(self._channels, queue[0][0].subscription.channel)
         async with self._slots:
-            for delivery, attempts in queue:
-                outcome = await self._deliver(delivery, attempts)
-                tally[outcome] += 1
-                if outcome != "delivered":
+            for start in range(0, len(queue), size):
+                chunk = queue[start:start + size]
+                outcomes = [await self._deliver(*chunk[0])] if len(chunk) == 1 else await self._deliver_merged(chunk)
+                tally.update(outcomes)
+                if any(outcome != "delivered" for outcome in outcomes):
                     return
+
+    async def _deliver_merged(self, chunk: list[Pending]) -> list[Outcome]:
+        """One message for a destination's deliveries; each is then marked with its own outcome."""
+        first = chunk[0][0].subscription
+        await self._limiter.acquire(first.channel, first.destination)
+        try:
+            await self._merging().send_merged([delivery for delivery, _ in chunk])
+        except Exception as exc:  # DeliveryError says what to do; anything else is retried, with a traceback
+            error = _as_delivery_error(exc, first.destination)
+            return [await self._failed(delivery, attempts + 1, error) for delivery, attempts in chunk]
+        now = self._clock()
+        for delivery, _ in chunk:
+            await self._outbox.delivered(delivery.key, now)
+        log.info("delivered %d merged alerts to %s", len(chunk), mask(first.destination),
+                 extra={"channel": first.channel, "subscription_id": first.id})
+        return ["delivered"] * len(chunk)
+
+    def _merging(self) -> MergingSender:
+        if not isinstance(self._channels, MergingSender):
+            raise TypeError("merged deliveries need a MergingSender")
+        return self._channels
 
     async def _deliver(self, delivery: Delivery, attempts: int) -> Outcome:
         subscription = delivery.subscription
         await self._limiter.acquire(subscription.channel, subscription.destination)
         try:
             await self._channels.send(delivery)
-        except DeliveryError as exc:
-            return await self._failed(delivery, attempts + 1, exc)
-        except Exception as exc:  # a bug or an unmapped library error: retry, and leave a traceback
-            log.exception("unexpected error delivering %s to %s", delivery.key, mask(subscription.destination),
-                          extra=_context(delivery))
-            return await self._failed(delivery, attempts + 1, DeliveryError(f"{type(exc).__name__}: {exc}",
-                                                                            retriable=True))
+        except Exception as exc:  # DeliveryError says what to do; anything else is retried, with a traceback
+            error = _as_delivery_error(exc, subscription.destination)
+            return await self._failed(delivery, attempts + 1, error)
         await self._outbox.delivered(delivery.key, self._clock())
         log.info("delivered %s to %s", delivery.key, mask(subscription.destination), extra=_context(delivery))
         return "delivered"
@@ -140,3 +184,10 @@ class OutboxWorker:
         log.info("attempt %d of %s to %s failed, retry in %.1fs: %s", attempt, delivery.key, where, delay, reason,
                  extra=_context(delivery))
         return "retried"
+
+
+def _as_delivery_error(exc: Exception, destination: str) -> DeliveryError:
+    if isinstance(exc, DeliveryError):
+        return exc
+    log.error("unexpected error delivering to %s", mask(destination), exc_info=exc)
+    return DeliveryError(f"{type(exc).__name__}: {exc}", retriable=True)

@@ -27,6 +27,7 @@ from notifiers import Channels
 from notifiers.ratelimit import DEFAULT_RATES, Rate, RateLimiter
 from notifiers.worker import DrainResult, OutboxWorker, RetryPolicy
 from producers import adapter_for, open_source
+from runtime.bots import serve_bots
 from runtime.settings import Settings
 from streams.processor import Outcome, Processor
 from streams.sqlite import Database, SourceState, SqliteOutbox, StateStore, ts
@@ -173,6 +174,8 @@ class Embedded:
             for url in self._sources:
                 tasks.create_task(self._poll_loop(url, stop))
             tasks.create_task(self._deliver_loop(stop))
+            if self.settings.slack_signing_secret is not None:  # the /vigie slash command, on the same store
+                tasks.create_task(serve_bots(self.settings, self.subscriptions, stop))
 
     async def _poll_loop(self, url: str, stop: asyncio.Event) -> None:
         while not stop.is_set():

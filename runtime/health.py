@@ -84,19 +84,25 @@ class LosableStore(Protocol):
     async def lost(self) -> bool: ...
 
 
+async def check_store(store: LosableStore, expected: int, report: Callable[[str | None], None]) -> str | None:
+    """One check: when `expected` subscriptions exist (the compacted topic's count, say) but the store has lost its
+    data, say so loudly (one error line, collapsed per window) and report it; else clear the report."""
+    try:
+        lost = expected > 0 and await store.lost()
+    except Exception as exc:  # Redis away: the roles' own errors say so; this check says nothing new
+        log.debug("cannot check the subscription store: %r", exc)
+        lost = False
+    problem = str(StoreLost(f"({expected} subscription(s) on the topic)")) if lost else None
+    report(problem)
+    if problem is not None:
+        log.error("%s", problem, extra={"collapse": True})
+    return problem
+
+
 async def watch_store(store: LosableStore, expected: Callable[[], int], report: Callable[[str | None], None],
                       stop: asyncio.Event, *, every_s: float = 30.0) -> None:
-    """Until `stop`: every `every_s`, when `expected()` subscriptions exist (the compacted topic's count, say) but
-    the store has lost its data, say so loudly (one error line per window) and report it; clear it once restored."""
+    """`check_store` every `every_s` until `stop`."""
     while not stop.is_set():
-        try:
-            lost = expected() > 0 and await store.lost()
-        except Exception as exc:  # Redis away: the roles' own errors say so; this check says nothing new
-            log.debug("cannot check the subscription store: %r", exc)
-            lost = False
-        problem = str(StoreLost(f"({expected()} subscription(s) on the topic)")) if lost else None
-        report(problem)
-        if problem is not None:
-            log.error("%s", problem, extra={"collapse": True})
+        await check_store(store, expected(), report)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every_s)

@@ -57,6 +57,12 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("slack_bot_token", "VIGIE_SLACK_BOT_TOKEN", "SLACK_BOT_TOKEN"),
     )
     slack_api_url: str = "https://slack.com/api/"
+    slack_signing_secret: SecretStr | None = Field(  # serves the /vigie slash command when set
+        default=None,
+        validation_alias=AliasChoices("slack_signing_secret", "VIGIE_SLACK_SIGNING_SECRET", "SLACK_SIGNING_SECRET"),
+    )
+    slack_commands_host: str = "127.0.0.1"
+    slack_commands_port: int = Field(default=3000, ge=0, le=65535)
     telegram_bot_token: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("telegram_bot_token", "VIGIE_TELEGRAM_BOT_TOKEN", "TELEGRAM_BOT_TOKEN"),

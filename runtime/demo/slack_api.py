@@ -4,6 +4,11 @@ Implements `chat.postMessage`, `auth.test` and `conversations.list` under `/api/
 auth (`not_authed`, `invalid_auth`), channels by id or name (`channel_not_found`,
 `not_in_channel`, `is_archived`), a Block Kit shape check (`invalid_blocks`), and injected
 faults: `rate_limit_next` (HTTP 429 + `Retry-After` + `ratelimited`) and `fail_next(status)`.
+
+Incoming webhooks live under `/services/T…/B…/SECRET` (`add_hook(channel)` makes one): a JSON POST answers
+`200 ok` as text, or Slack's text errors: `invalid_payload` (400), `invalid_token` (403, a revoked hook:
+`revoke_hook`), `no_service` (404, an unknown hook), `channel_not_found` (404), `channel_is_archived` (410).
+
 Every accepted message is kept in `messages`; `wait_for(n)` waits for them without sleeping.
 """
 
@@ -74,18 +79,32 @@ class FakeSlackApi:
         self._seq = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self.base_url = ""
+        self.root_url = ""
+        self.hooks: dict[str, str] = {}  # secret → channel id
+        self.revoked_hooks: set[str] = set()
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve on `host:port` (0: any free port); returns the base URL, ending in `/api/`."""
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._dispatch)
+        app.router.add_post("/services/{team}/{bot}/{secret}", self._hook)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
         bound = self._runner.addresses[0]
-        self.base_url = f"http://{host}:{bound[1]}/api/"
+        self.root_url = f"http://{host}:{bound[1]}"
+        self.base_url = f"{self.root_url}/api/"
         return self.base_url
+
+    def add_hook(self, channel: str, secret: str | None = None) -> str:
+        """An incoming webhook posting to `channel` (an id); its URL as a `slack+http://` destination."""
+        secret = secret or f"hook{next(self._seq):04d}secret{len(self.hooks):04d}"
+        self.hooks[secret] = channel
+        return f"slack+{self.root_url}/services/T0VIGIE/B0HOOK{len(self.hooks):03d}/{secret}"
+
+    def revoke_hook(self, destination: str) -> None:
+        self.revoked_hooks.add(destination.rpartition("/")[2])
 
     async def close(self) -> None:
         if self._runner is not None:
@@ -156,6 +175,29 @@ class FakeSlackApi:
                    "bot_id": BOT["bot_id"], "ts": ts}
         return web.json_response({"ok": True, "channel": cid, "ts": ts, "message": message})
 
+    async def _hook(self, request: web.Request) -> web.Response:
+        secret = request.match_info["secret"]
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        self.requests.append(("incoming-webhook", body if isinstance(body, dict) else {}))
+        if self._faults:
+            status, fault, headers = self._faults.popleft()
+            return web.Response(status=status, text=str(fault.get("error", "")), headers=headers)
+        cid = self.hooks.get(secret)
+        problem = _hook_problem(cid, secret in self.revoked_hooks, body, self.archived)
+        if problem is not None:
+            return web.Response(status=problem[0], text=problem[1])
+        return await self._record(str(cid), body.get("text") or "", body.get("blocks") or [], f"hook:{secret}")
+
+    async def _record(self, cid: str, text: str, blocks: list[Json], token: str) -> web.Response:
+        ts = f"{int(time.time())}.{next(self._seq):06d}"
+        async with self._changed:
+            self.messages.append(SlackMessage(cid, text, blocks, token, ts))
+            self._changed.notify_all()
+        return web.Response(text="ok")
+
     async def _auth_test(self, request: web.Request, args: Json, token: str) -> web.Response:
         return web.json_response({"ok": True, "url": "https://vigie.slack.com/", **BOT})
 
@@ -163,6 +205,21 @@ class FakeSlackApi:
         channels = [{"id": cid, "name": name, "is_channel": True, "is_archived": cid in self.archived,
                      "is_member": cid not in self.not_member} for cid, name in self.channels.items()]
         return web.json_response({"ok": True, "channels": channels, "response_metadata": {"next_cursor": ""}})
+
+
+def _hook_problem(cid: str | None, revoked: bool, body: Any, archived: set[str]) -> tuple[int, str] | None:
+    if revoked:
+        return 403, "invalid_token"
+    if cid is None:
+        return 404, "no_service"
+    if cid in archived:
+        return 410, "channel_is_archived"
+    if not isinstance(body, dict):
+        return 400, "invalid_payload"
+    blocks = body.get("blocks") or []
+    if not isinstance(blocks, list) or len(blocks) > 50 or any(block_problem(b) for b in blocks):
+        return 400, "invalid_blocks"
+    return (400, "no_text") if not body.get("text") and not blocks else None
 
 
 def _message_problem(cid: str | None, text: Any, blocks: Any, archived: set[str], outside: set[str]) -> str | None:

@@ -210,3 +210,21 @@ async def test_get_many_reads_what_get_reads(redis_url: str, namespace: str) -> 
         assert await store.get_many([]) == {}
     finally:
         await store.aclose()
+
+
+async def test_a_store_emptied_behind_its_back_says_it_lost_its_data(redis_url: str, namespace: str) -> None:
+    """The marker key comes with the first subscription and stays through deletes; a Redis that restarted without
+    persistence (or was flushed) has none, and `lost()` says so. A store written before the marker existed (its
+    sequence only) is not lost."""
+    store = RedisSubscriptionStore(redis_url, namespace=namespace)
+    try:
+        assert await store.lost(), "nothing written yet: no trace (callers ask only with evidence of subscriptions)"
+        await store.put(sub("a"))
+        await store.delete("a")
+        assert not await store.lost(), "deleting every subscription is not losing the store"
+        await drop_namespace(redis_url, namespace)  # what an empty restart leaves
+        assert await store.lost()
+        await store._redis.set(store._seq, 7)  # a store from before the marker
+        assert not await store.lost()
+    finally:
+        await store.aclose()
