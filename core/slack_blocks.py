@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 from core.geo import Circle, haversine_m
 from core.model import Change, Delivery, Record
-from core.render import headline, kind_label, place, rating_label, title
+from core.render import headline, kind_label, place, rating_label, text, title
 
 Block = dict[str, Any]
 DETAILED = 5
@@ -125,7 +125,7 @@ def alert(delivery: Delivery) -> tuple[str, list[Block]]:
     blocks = [{"type": "header", "text": {"type": "plain_text", "text": headline(change, lang)[:150],
                                           "emoji": True}},
               section, _context(freshness(change, lang))]
-    return f"{headline(change, lang)} — {what_changed(change, lang)}", blocks
+    return text(change, lang), blocks
 
 
 def _context(text: str) -> Block:
@@ -175,5 +175,5 @@ def digest(deliveries: Sequence[Delivery]) -> tuple[str, list[Block]]:
     for name, group in groups.items():
         blocks += _area_section(name, group, lang)
     blocks.append(_context(freshness(deliveries[-1].change, lang)))
-    text = f"{heading}: " + ", ".join(title(d.change.current) for d in deliveries)
-    return text[:3900], blocks
+    fallback = f"{heading}: " + ", ".join(title(d.change.current) for d in deliveries)
+    return fallback[:3900], blocks

@@ -146,7 +146,7 @@ class OutboxWorker:
         try:
             await self._merging().send_merged([delivery for delivery, _ in chunk])
         except Exception as exc:  # DeliveryError says what to do; anything else is retried, with a traceback
-            error = _as_delivery_error(exc, first.destination)
+            error = _as_delivery_error(exc, chunk[0][0])
             return [await self._failed(delivery, attempts + 1, error) for delivery, attempts in chunk]
         now = self._clock()
         for delivery, _ in chunk:
@@ -166,7 +166,7 @@ class OutboxWorker:
         try:
             await self._channels.send(delivery)
         except Exception as exc:  # DeliveryError says what to do; anything else is retried, with a traceback
-            error = _as_delivery_error(exc, subscription.destination)
+            error = _as_delivery_error(exc, delivery)
             return await self._failed(delivery, attempts + 1, error)
         await self._outbox.delivered(delivery.key, self._clock())
         log.info("delivered %s to %s", delivery.key, mask(subscription.destination), extra=_context(delivery))
@@ -186,8 +186,9 @@ class OutboxWorker:
         return "retried"
 
 
-def _as_delivery_error(exc: Exception, destination: str) -> DeliveryError:
+def _as_delivery_error(exc: Exception, delivery: Delivery) -> DeliveryError:
     if isinstance(exc, DeliveryError):
         return exc
-    log.error("unexpected error delivering to %s", mask(destination), exc_info=exc)
+    log.error("unexpected error delivering %s to %s", delivery.key, mask(delivery.subscription.destination),
+              exc_info=exc, extra=_context(delivery))
     return DeliveryError(f"{type(exc).__name__}: {exc}", retriable=True)

@@ -20,7 +20,7 @@ except ModuleNotFoundError:  # pytest run as a script: the repository root is no
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from tests.unit.notifiers.support import delivery
 
-from core import render
+from core import render, slack_blocks
 from core.errors import DeliveryError
 from notifiers import Channels, new_secret
 from notifiers.slack import SlackChannel
@@ -191,7 +191,7 @@ async def test_slack_posts_block_kit(channels: Channels, slack_api: FakeSlackApi
     d = delivery("slack://C0VIGIE01", lang="en")
     await channels.send(d)
     [message] = await slack_api.wait_for(1)
-    text, blocks = render.slack(d.change, "en")
+    text, blocks = slack_blocks.alert(d)
     assert (message.channel, message.text, message.blocks, message.token) == ("C0VIGIE01", text, blocks,
                                                                               DEFAULT_TOKEN)
     assert [b["type"] for b in message.blocks] == ["header", "section", "context"]
