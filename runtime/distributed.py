@@ -3,6 +3,7 @@
     vigie producer [--once]             poll sources → records.<dataset>            (producers/kafka_publisher.py)
     vigie streams worker                diff + match agents (faust-streaming)        (streams/faust_app.py)
     vigie notifier --channel webhook    deliveries.<channel> → Slack / webhooks / …  (notifiers/kafka_worker.py)
+    vigie bot                           the chatbots on the Redis store (published) and view      (runtime/telegram.py)
     vigie healthcheck --role streams    exit 0 when the broker, Redis and the role's heartbeat answer, and the
                                         role reports no problem of its own (runtime/health.py)
 
@@ -50,13 +51,15 @@ from producers.kafka_publisher import KafkaPublisher, Published, RedisSourceStat
 from runtime.health import Problems, read_problems, watch_store
 from runtime.logs import configure
 from runtime.settings import Settings
+from runtime.telegram import disabler, run_bot, telegram_options
+from runtime.wiring import subscription_store
 from streams.bus.kafka import COMPACTED, KafkaBus, Topics, TopicSpec, bootstrap_of, ensure_topics
 from streams.faust_app import Streams, StreamsConfig
 from streams.kafka_view import ViewUpdater
 from streams.view_redis import RedisCurrentView
 from subscriptions.redis import RedisSubscriptionStore
 
-ROLES = ("producer", "streams", "notifier", "api")
+ROLES = ("producer", "streams", "notifier", "api", "bot")
 CHANNELS = ("webhook", "slack", "console", "tg")
 HEARTBEAT_S = 5.0
 
@@ -246,12 +249,13 @@ async def run_notifier(s: DistributedSettings, channel: str) -> None:
                           prefix=s.topic_prefix, busy_delay_s=min(s.claim_ttl, 30.0),
                           reclaim_after_s=s.claim_ttl / 2, session_timeout_s=s.session_timeout)
     store = RedisSubscriptionStore(s.redis_url, namespace=s.namespace)
+    refusals = subscription_store(s)  # publishes: a disabled subscription stops matching on every stream worker
     guard = DeliveryGuard(s.redis_url, namespace=s.namespace, claim_ttl_s=s.claim_ttl, policy=guard_policy(s))
     stop = _stop_on_signals()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=s.http_timeout)) as session:
         channels = Channels(slack_token=s.slack_bot_token.get_secret_value() if s.slack_bot_token else None,
                             slack_base_url=s.slack_api_url, console_stream=sys.stdout, timeout=s.http_timeout,
-                            session=session)
+                            session=session, on_refused=disabler(refusals), **telegram_options(s))
         worker = KafkaNotifier(conf, store, guard, channels, policy=RetryPolicy(max_attempts=s.max_attempts))
         try:
             async with asyncio.TaskGroup() as tasks:
@@ -261,6 +265,7 @@ async def run_notifier(s: DistributedSettings, channel: str) -> None:
             await channels.aclose()
             await guard.aclose()
             await store.aclose()
+            await refusals.aclose()
 
 
 # -- healthcheck -----------------------------------------------------------------------------------------
@@ -327,6 +332,19 @@ def cmd_notifier(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bot(args: argparse.Namespace) -> int:
+    s = settings_from(args)
+
+    async def bot() -> None:
+        stop = _stop_on_signals()
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(_heartbeat(s.heartbeat("bot"), stop))
+            tasks.create_task(run_bot(s, stop))
+
+    asyncio.run(bot())
+    return 0
+
+
 def cmd_healthcheck(args: argparse.Namespace) -> int:
     s = settings_from(args)
     problems = asyncio.run(health(s, args.role, args.channel))
@@ -347,6 +365,8 @@ def add_parsers(sub: Any) -> None:
     notifier = sub.add_parser("notifier", help="deliver one channel's alerts from Kafka (distributed)")
     notifier.add_argument("--channel", required=True, choices=sorted({*PLUGINS, "tg"}))
     notifier.set_defaults(func=cmd_notifier)
+    sub.add_parser("bot", help="the chatbots (Telegram, Slack /vigie) on the Redis store and view (distributed)"
+                   ).set_defaults(func=cmd_bot)
     check = sub.add_parser("healthcheck", help="exit 0 when a distributed role is healthy")
     check.add_argument("--role", required=True, choices=ROLES)
     check.add_argument("--channel", help="with --role notifier: the channel's heartbeat only")

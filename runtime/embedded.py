@@ -29,6 +29,7 @@ from notifiers.worker import DrainResult, OutboxWorker, RetryPolicy
 from producers import adapter_for, open_source
 from runtime.bots import serve_bots
 from runtime.settings import Settings
+from runtime.telegram import DATASET, disabler, host_bot, telegram_options
 from streams.processor import Outcome, Processor
 from streams.sqlite import Database, SourceState, SqliteOutbox, StateStore, ts
 from subscriptions.sqlite import SqliteSubscriptionStore
@@ -98,7 +99,7 @@ class Embedded:
         self.channels = Channels(
             slack_token=s.slack_bot_token.get_secret_value() if s.slack_bot_token else None,
             slack_base_url=s.slack_api_url, console_stream=self._console, timeout=s.http_timeout,
-            session=self.session,
+            session=self.session, on_refused=disabler(self.subscriptions), **telegram_options(s),
         )
         self.processor = Processor(self.state, profiles=profile_for, min_ratio=s.min_snapshot_ratio,
                                    baseline_alerts=s.baseline_alerts)
@@ -174,6 +175,9 @@ class Embedded:
             for url in self._sources:
                 tasks.create_task(self._poll_loop(url, stop))
             tasks.create_task(self._deliver_loop(stop))
+            if self.settings.telegram_bot_token is not None:  # the chatbot, on this runtime's store and view
+                view = await self.processor.view(DATASET)
+                tasks.create_task(host_bot(self.settings, self.subscriptions, view, stop))
             if self.settings.slack_signing_secret is not None:  # the /vigie slash command, on the same store
                 tasks.create_task(serve_bots(self.settings, self.subscriptions, stop))
 

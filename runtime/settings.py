@@ -67,6 +67,13 @@ class Settings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("telegram_bot_token", "VIGIE_TELEGRAM_BOT_TOKEN", "TELEGRAM_BOT_TOKEN"),
     )
+    telegram_api_url: str = "https://api.telegram.org/bot"  # the token is appended (python-telegram-bot's base_url)
+    telegram_mode: Literal["polling", "webhook"] = "polling"
+    telegram_webhook_url: str | None = None  # the public https URL Telegram posts updates to (webhook mode)
+    telegram_webhook_secret: SecretStr | None = None  # echoed by Telegram in X-Telegram-Bot-Api-Secret-Token
+    telegram_webhook_host: str = "127.0.0.1"
+    telegram_webhook_port: int = Field(default=8443, ge=0, le=65535)
+    telegram_poll_timeout: float = Field(default=10.0, ge=0)  # getUpdates long-polling wait, seconds
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8080, ge=0, le=65535)
     api_token: SecretStr | None = None

@@ -93,6 +93,7 @@ class FakeTelegramApi:
         self._message_ids = itertools.count(100)
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
+        self._closing = False
         self._session: aiohttp.ClientSession | None = None
         self.base_url = ""
 
@@ -107,6 +108,9 @@ class FakeTelegramApi:
         return self.base_url
 
     async def close(self) -> None:
+        async with self._changed:  # long polls in flight answer now, not at their timeout
+            self._closing = True
+            self._changed.notify_all()
         if self._session is not None:
             await self._session.close()
         if self._runner is not None:
@@ -226,7 +230,7 @@ class FakeTelegramApi:
             if not self._updates and timeout > 0:
                 try:
                     async with asyncio.timeout(timeout):
-                        await self._changed.wait_for(lambda: bool(self._updates))
+                        await self._changed.wait_for(lambda: bool(self._updates) or self._closing)
                 except TimeoutError:
                     pass
             return _ok(self._updates[:limit])
@@ -238,7 +242,7 @@ class FakeTelegramApi:
         shown = plain_text(html) if html is not None else text
         raw: Json = {"message_id": next(self._message_ids), "from": BOT_USER, "date": int(time.time()),
                      "chat": {"id": chat_id, "type": "private"}, "text": shown}
-        if params.get("reply_markup"):
+        if "inline_keyboard" in (params.get("reply_markup") or {}):  # Telegram returns inline keyboards only
             raw["reply_markup"] = params["reply_markup"]
         async with self._changed:
             self.sent.append(Sent(raw["message_id"], chat_id, shown, text, params.get("reply_markup"), raw))
@@ -262,12 +266,15 @@ class FakeTelegramApi:
             message.html, message.text = params["text"], plain_text(html) if html else params["text"]
         async with self._changed:
             message.reply_markup = params.get("reply_markup")
-            message.raw = {**message.raw, "text": message.text, "reply_markup": message.reply_markup}
+            message.raw = {k: v for k, v in {**message.raw, "text": message.text,
+                                             "reply_markup": message.reply_markup}.items() if v is not None}
             self._changed.notify_all()
         return _ok(message.raw)
 
     async def _set_webhook(self, params: Json) -> web.Response:
-        self.webhook = {"url": params.get("url", ""), "secret_token": params.get("secret_token")}
+        async with self._changed:
+            self.webhook = {"url": params.get("url", ""), "secret_token": params.get("secret_token")}
+            self._changed.notify_all()
         return _ok(True)
 
     async def _delete_webhook(self, params: Json) -> web.Response:
