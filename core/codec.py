@@ -100,9 +100,18 @@ def area_from_dict(d: dict[str, Any]) -> Area:
     raise SubscriptionError(f"unknown area type: {kind!r}")
 
 
+def opaque_destination(destination: str) -> str:
+    """A destination as bus messages carry it: its scheme only, since the rest may be a secret (a Slack token, an
+    incoming webhook's path, a bot token); notifiers read the whole destination from the subscription store."""
+    scheme, sep, _ = destination.partition("://")
+    return f"{scheme}://***" if sep else "***"
+
+
 def subscription_to_dict(s: Subscription, *, include_secret: bool = True) -> dict[str, Any]:
+    """`include_secret=False` is the bus form: no signing secret and an opaque destination (`opaque_destination`)."""
+    destination = s.destination if include_secret else opaque_destination(s.destination)
     return {
-        "id": s.id, "area": area_to_dict(s.area), "destination": s.destination, "lang": s.lang, "label": s.label,
+        "id": s.id, "area": area_to_dict(s.area), "destination": destination, "lang": s.lang, "label": s.label,
         "filter": {"datasets": sorted(s.filter.datasets), "kinds": sorted(s.filter.kinds),
                    "min_rating": s.filter.min_rating},
         "secret": s.secret if include_secret else None,
@@ -140,7 +149,8 @@ def subscription_from_dict(d: dict[str, Any]) -> Subscription:
 
 
 def delivery_to_dict(d: Delivery) -> dict[str, Any]:
-    """Secrets stay out of bus messages: notifiers read them from the subscription store."""
+    """Secrets stay out of bus messages (no signing secret, an opaque destination): notifiers read them from the
+    subscription store."""
     return {"key": d.key, "change": change_to_dict(d.change),
             "subscription": subscription_to_dict(d.subscription, include_secret=False)}
 

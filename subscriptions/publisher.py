@@ -7,7 +7,8 @@ One message per write, keyed by subscription id so compaction keeps the latest:
            or None (a tombstone) when the subscription was deleted
     header content-type: application/cloudevents+json (not on tombstones)
 
-Secrets never go on the bus; notifiers read them from the subscription store.
+Secrets never go on the bus: no signing secret, and the destination only as its scheme (`slack://***`: a token, a
+webhook path may be secret); notifiers read the whole subscription from the store by id.
 
 Errors: core.errors.PublishError, the write did not reach the topic; `retriable` says whether trying again
 may help.

@@ -128,8 +128,23 @@ def test_delivery_round_trip_drops_the_secret() -> None:
     assert b"whsec_abc" not in orjson.dumps(as_dict)
     assert codec.subscription_to_dict(sub)["secret"] == "whsec_abc"
     back = codec.delivery_from_dict(through_json(as_dict))
-    assert back == replace(sent, subscription=replace(sub, secret=None))
+    assert back == replace(sent, subscription=replace(sub, secret=None, destination="webhook+https://***"))
     assert back.key == sent.key
+    assert back.subscription.channel == "webhook"
+
+
+@pytest.mark.parametrize(("destination", "on_the_bus"), [
+    ("slack://xoxb-1-2-s3cr3t@C0123ABCD", "slack://***"),
+    ("slack+https://hooks.slack.com/services/T0/B0/s3cr3tPath", "slack+https://***"),
+    ("tg://123:s3cr3t@42", "tg://***"),
+    ("webhook+https://partner.example/h?token=s3cr3t", "webhook+https://***"),
+    ("no scheme s3cr3t", "***"),
+])
+def test_bus_forms_carry_no_destination_secret(destination: str, on_the_bus: str) -> None:
+    sub = Subscription("s1", Circle(PARIS, 1000), destination)
+    assert codec.subscription_to_dict(sub, include_secret=False)["destination"] == on_the_bus
+    assert b"s3cr3t" not in orjson.dumps(codec.delivery_to_dict(delivery(CHANGES[1], sub)))
+    assert codec.subscription_to_dict(sub)["destination"] == destination  # what the stores keep
 
 
 # -- envelope -----------------------------------------------------------------------------------------------------

@@ -36,13 +36,15 @@ TOKEN = "xoxb-1234-5678-AbCdEf"
     ("slack://vigie_alerts-69/", "slack://%23vigie_alerts-69"),
     (f"slack://{TOKEN}@%23general", f"slack://{TOKEN}@%23general"),
     (f"slack://{TOKEN}@C0123ABCD", f"slack://{TOKEN}@C0123ABCD"),
+    ("slack+https://hooks.slack.com/services/T0/B0/abcDEF123", "slack+https://hooks.slack.com/services/T0/B0/abcDEF123"),
+    ("slack+http://127.0.0.1:8000/services/T0/B0/x/", "slack+http://127.0.0.1:8000/services/T0/B0/x"),
 ])
 def test_valid_destinations_are_normalised(url: str, normalised: str) -> None:
     assert validate_destination(url) == normalised
     assert validate_destination(normalised) == normalised
 
 
-KNOWN = "expected one of console://, webhook+https://, webhook+http://, slack://"
+KNOWN = "expected one of console://, webhook+https://, webhook+http://, slack://, slack+https://, slack+http://, tg://"
 
 
 @pytest.mark.parametrize(("url", "message"), [
