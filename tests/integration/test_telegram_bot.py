@@ -23,8 +23,8 @@ from core.diff import diff_one
 from core.errors import DeliveryError
 from core.geo import Circle, Point, haversine_m
 from core.match import GridIndex
-from core.model import Delivery, Record
-from core.ports import RawSnapshot
+from core.model import Delivery, Record, Subscription
+from core.ports import CurrentView, RawSnapshot, SubscriptionStore
 from core.profiles import ALIMCONFIANCE
 from notifiers import Channels
 from notifiers.telegram import BLOCKED
@@ -32,8 +32,12 @@ from producers.datasets.alimconfiance import AlimConfianceAdapter
 from runtime.demo.telegram_api import FakeTelegramApi, FakeUser, Sent
 from runtime.settings import Settings
 from runtime.telegram import disabler, host_bot
+from streams.view_redis import RedisCurrentView
 from streams.view_sqlite import SqliteCurrentView
+from subscriptions.redis import RedisSubscriptionStore
 from subscriptions.sqlite import SqliteSubscriptionStore
+from tests import services
+from tests.contract.conftest import drop_namespace, unique
 
 ROWS = Path(__file__).resolve().parents[2] / "runtime" / "demo_data" / "restaurants-2018-2019.csv"
 HOTEL_DE_VILLE = Point(48.85661234, 2.35221987)  # as a phone shares it: more digits than Vigie keeps
@@ -76,20 +80,53 @@ def paris() -> list[Record]:
     return real_records_near(ROUNDED, 3000)
 
 
+class Published:
+    """A SubscriptionPublisher keeping what it was given, in order (the topic's messages)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Subscription | None]] = []
+
+    async def publish(self, subscription_id: str, subscription: Subscription | None) -> None:
+        self.sent.append((subscription_id, subscription))
+
+    async def aclose(self) -> None:
+        return None
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """The embedded runtime's stores, or the distributed runtime's (Redis, writes published)."""
+    return str(request.param)
+
+
 @pytest.fixture
-async def view(paris: list[Record]) -> AsyncIterator[SqliteCurrentView]:
-    current = await SqliteCurrentView.connect("memory://", dataset="alimconfiance")
+async def view(backend: str, paris: list[Record]) -> AsyncIterator[CurrentView]:
+    namespace = unique("tg-view")
+    current: CurrentView = await SqliteCurrentView.connect("memory://", dataset="alimconfiance") \
+        if backend == "sqlite" else RedisCurrentView(services.redis_url(), dataset="alimconfiance",
+                                                     namespace=namespace)
     for record in paris:
         await current.upsert(record)
     yield current
     await current.aclose()
+    if backend == "redis":
+        await drop_namespace(services.redis_url(), namespace)
 
 
 @pytest.fixture
-async def store() -> AsyncIterator[SqliteSubscriptionStore]:
-    subscriptions = SqliteSubscriptionStore("memory://")
+def published() -> Published:
+    return Published()
+
+
+@pytest.fixture
+async def store(backend: str, published: Published) -> AsyncIterator[SubscriptionStore]:
+    namespace = unique("tg-subs")
+    subscriptions: SubscriptionStore = SqliteSubscriptionStore("memory://") if backend == "sqlite" else \
+        RedisSubscriptionStore(services.redis_url(), publisher=published, namespace=namespace)
     yield subscriptions
     await subscriptions.aclose()
+    if backend == "redis":
+        await drop_namespace(services.redis_url(), namespace)
 
 
 def settings_for(api: FakeTelegramApi, **extra: Any) -> Settings:
@@ -97,8 +134,8 @@ def settings_for(api: FakeTelegramApi, **extra: Any) -> Settings:
 
 
 @pytest.fixture
-async def bot(api: FakeTelegramApi, store: SqliteSubscriptionStore,
-              view: SqliteCurrentView) -> AsyncIterator[asyncio.Task[None]]:
+async def bot(api: FakeTelegramApi, store: SubscriptionStore,
+              view: CurrentView) -> AsyncIterator[asyncio.Task[None]]:
     stop = asyncio.Event()
     task = asyncio.create_task(host_bot(settings_for(api), store, view, stop))
     yield task
@@ -117,8 +154,9 @@ def places_in(message: Sent) -> list[str]:
     return [line.split(". ", 1)[1] for line in message.text.splitlines() if line[:2] in {f"{i}." for i in range(6)}]
 
 
-async def test_a_whole_conversation(api: FakeTelegramApi, bot: asyncio.Task[None], store: SqliteSubscriptionStore,
-                                    view: SqliteCurrentView, paris: list[Record]) -> None:
+@pytest.mark.usefixtures("bot")
+async def test_a_whole_conversation(api: FakeTelegramApi, store: SubscriptionStore, view: CurrentView,
+                                    paris: list[Record], published: Published) -> None:
     camille = FakeUser(4242, "Camille", "fr")
     welcome = await reply(api, camille, "/start")
     assert "Partagez votre position" in welcome.text
@@ -157,10 +195,14 @@ async def test_a_whole_conversation(api: FakeTelegramApi, bot: asyncio.Task[None
     assert "en pause" in (await reply(api, camille, "/list")).text
     assert "1 alerte(s) supprimée(s)" in (await reply(api, camille, "/forget")).text
     assert await store.all() == []
+    if isinstance(store, RedisSubscriptionStore):  # every write reached the topic, as the API's do
+        states = [(sid, None if sub is None else (sub.paused, sub.disabled_reason)) for sid, sub in published.sent]
+        assert states == [(subscription.id, state) for state in
+                          [(False, None), (False, BLOCKED), (False, None), (True, None), None]]
 
 
-async def alert_then_block(api: FakeTelegramApi, user: FakeUser, store: SqliteSubscriptionStore,
-                           view: SqliteCurrentView) -> None:
+async def alert_then_block(api: FakeTelegramApi, user: FakeUser, store: SubscriptionStore,
+                           view: CurrentView) -> None:
     """A real place within the circle is downgraded: the alert reaches the chat; once blocked, the
     subscription is disabled and matches nothing more."""
     [(place, _)] = await view.near(ROUNDED.lat, ROUNDED.lon, 1000, max_rating=1, limit=1)
@@ -195,8 +237,8 @@ def free_port() -> int:
         return port
 
 
-async def test_webhook_mode_refuses_a_wrong_secret_token(api: FakeTelegramApi, store: SqliteSubscriptionStore,
-                                                         view: SqliteCurrentView) -> None:
+async def test_webhook_mode_refuses_a_wrong_secret_token(api: FakeTelegramApi, store: SubscriptionStore,
+                                                         view: CurrentView) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}/telegram/hook"
     settings = settings_for(api, telegram_mode="webhook", telegram_webhook_url=url, telegram_webhook_port=port,

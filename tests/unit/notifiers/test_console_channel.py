@@ -45,7 +45,7 @@ async def test_a_malformed_destination_is_not_retriable() -> None:
 
 async def test_unknown_channel_is_not_retriable() -> None:
     channels = Channels(console_stream=io.StringIO())
-    with pytest.raises(DeliveryError, match=r"no channel for tg:// destinations") as raised:
-        await channels.send(delivery("tg://123456"))
+    with pytest.raises(DeliveryError, match=r"no channel for sms:// destinations") as raised:
+        await channels.send(delivery("sms://0612345678"))
     assert raised.value.retriable is False
     await channels.aclose()

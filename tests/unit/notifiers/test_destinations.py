@@ -54,7 +54,7 @@ KNOWN = "expected one of console://, webhook+https://, webhook+http://, slack://
     ("https://partner.example/h", f"unknown destination scheme https://: {KNOWN}"),
     ("webhook://partner.example/h", f"unknown destination scheme webhook://: {KNOWN}"),
     ("webhook+ftp://partner.example/h", f"unknown destination scheme webhook+ftp://: {KNOWN}"),
-    ("tg://123456", f"unknown destination scheme tg://: {KNOWN}"),
+    ("sms://0612345678", f"unknown destination scheme sms://: {KNOWN}"),
     ("console://printer", "console destination must be console:// or console://stderr, got 'console://printer'"),
     ("webhook+https:///path", "webhook URL has no host: expected webhook+https://host/path"),
     ("webhook+https://partner.example:99999/h", "webhook URL has an invalid port: Port out of range 0-65535"),
