@@ -31,7 +31,7 @@ from typing import TextIO
 
 import structlog
 
-_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "collapse"}
 NOISY = ("aiokafka", "faust", "mode")
 REPEAT_WINDOW_S = 10.0
 REPEAT_BURST = 5  # lines of one template written as they come in a window, before the rest are counted

@@ -281,3 +281,4 @@ def test_a_record_marked_collapse_repeats_once_per_window(logs: Logs) -> None:
     for _ in range(3):
         logs.handler.handle(record)
     assert logs.events() == ["the store has lost its data"] * 3 + ["store lost (3)"]
+    assert "collapse" not in logs.lines()[-1], "a flag, not a field"
