@@ -33,8 +33,10 @@ _CHANNEL = re.compile(r"@[A-Za-z][A-Za-z0-9_]{4,31}")
 _BOT_TOKEN = re.compile(r"\d{3,15}:[A-Za-z0-9_\-]{30,}")
 RATING_DOTS = {1: "🟢", 2: "🟡", 3: "🟠", 4: "🔴"}
 _WORDS = {
-    "fr": {"result": "Résultat", "inspected": "Contrôle du", "changed": "Modifié", "record": "Fiche officielle"},
-    "en": {"result": "Result", "inspected": "Inspected on", "changed": "Changed", "record": "Official record"},
+    "fr": {"result": "Résultat", "inspected": "Contrôle du", "changed": "Modifié", "record": "Fiche officielle",
+           "away": "à {d} du point suivi"},
+    "en": {"result": "Result", "inspected": "Inspected on", "changed": "Changed", "record": "Official record",
+           "away": "{d} from the watched point"},
 }
 
 
@@ -87,13 +89,20 @@ def rating_html(rating: int | None, lang: str, before: int | None = None) -> str
     return f"{html.escape(render.rating_label(before, lang))} → {now}"
 
 
-def alert_html(change: Change, lang: str = "fr", *, link: str | None = None) -> str:
-    """The alert as Telegram HTML: what happened, the place, its activity, the result, the inspection date."""
+def distance_text(metres: float) -> str:
+    return f"{metres:.0f} m" if metres < 1000 else f"{metres / 1000:.1f} km".replace(".0 km", " km")
+
+
+def alert_html(change: Change, lang: str = "fr", *, link: str | None = None, away_m: float | None = None) -> str:
+    """The alert as Telegram HTML: what happened, the place (and how far from the watched point), its activity,
+    the result and how it changed, the inspection date, the link to the official record when there is one."""
     lang, record = _lang(lang), change.current
     words, colon = _WORDS[lang], " : " if lang == "fr" else ": "
     lines = [f"<b>{html.escape(render.headline(change, lang))}</b>"]
     if where := render.place(record):
         lines.append(html.escape(where))
+    if away_m is not None:
+        lines.append(words["away"].format(d=distance_text(away_m)))
     if activity := record.fields.get("activity"):
         lines.append(f"<i>{html.escape(str(activity))}</i>")
     if record.rating is not None:

@@ -26,6 +26,7 @@ from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, Ne
 from telegram.request import HTTPXRequest
 from telegram.warnings import PTBDeprecationWarning
 
+from core import slack_blocks
 from core.errors import DeliveryError
 from core.model import Delivery
 from notifiers.base import DEFAULT_TIMEOUT, scrub, target_of
@@ -97,7 +98,9 @@ class TelegramChannel:
         if not token:
             raise DeliveryError("no Telegram bot token: set TELEGRAM_BOT_TOKEN or use tg://TOKEN@CHAT_ID",
                                 retriable=False)
-        text = alert_html(delivery.change, delivery.subscription.lang)
+        record = delivery.change.current
+        text = alert_html(delivery.change, delivery.subscription.lang, link=slack_blocks.official_url(record),
+                          away_m=slack_blocks.distance_m(delivery))
         try:
             async with asyncio.timeout(self._timeout):
                 await self._bot(token).send_message(

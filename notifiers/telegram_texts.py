@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from core import render
 from core.geo import AdminArea, Circle
 from core.model import Record, Subscription
-from notifiers.telegram import RATING_DOTS
+from notifiers.telegram import RATING_DOTS, distance_text
 
 LANGS = ("fr", "en")
 
@@ -90,8 +90,7 @@ def t(lang: str, key: str, **values: object) -> str:
     return template.format(**{k: html.escape(str(v)) for k, v in values.items()}) if values else template
 
 
-def distance(metres: float) -> str:
-    return f"{metres:.0f} m" if metres < 1000 else f"{metres / 1000:.1f} km".replace(".0 km", " km")
+distance = distance_text
 
 
 def area_text(area: object, lang: str) -> str:

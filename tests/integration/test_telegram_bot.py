@@ -219,6 +219,8 @@ async def alert_then_block(api: FakeTelegramApi, user: FakeUser, store: Subscrip
         alert = await api.wait_for_message(user.id, seen)
         assert str(place.fields["name"]) in alert.text
         assert "A corriger de manière urgente" in alert.text
+        assert "du point suivi" in alert.text
+        assert "Fiche officielle" in alert.text
         api.block(user.id)
         with pytest.raises(DeliveryError) as refused:
             await channels.send(Delivery.of(change, subscription))
