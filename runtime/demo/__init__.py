@@ -32,11 +32,13 @@ from runtime.demo.portal import FakePortal
 from runtime.demo.receiver import WebhookReceiver
 from runtime.demo.slack_api import FakeSlackApi
 from runtime.demo.snapshots import DATASET_ID, DemoSnapshot, build_snapshots
+from runtime.demo.telegram_demo import telegram_conversation
 from runtime.embedded import Embedded, Summary
 from runtime.settings import Settings
 from subscriptions.sqlite import SqliteSubscriptionStore
 
 HOTEL_DE_VILLE = Point(48.8566, 2.3522)
+HOTEL_DE_VILLE_SHARED = Point(48.856614, 2.352222)  # as a phone shares it; the bot keeps 48.857, 2.352
 DEMO_TOKEN = "xoxb-vigie-demo"  # noqa: S105 - the local stand-in's token, not a secret
 
 
@@ -129,6 +131,7 @@ async def run_demo(*, lang: str = "fr", keep: bool = False, console: Console | N
                 s.portal.publish(DATASET_ID, story.second.rows, modified=story.second.modified)
                 second = await poll(vigie, story.second, console)
                 console.print(summary_table(story.second.label, second))
+                await telegram_conversation(vigie, console, HOTEL_DE_VILLE_SHARED)
             report(console, s, alerts.getvalue(), second)
     finally:
         if keep:
