@@ -2,6 +2,8 @@
 
 Rules that matter:
 - an unchanged row is recognised by fingerprint equality before any field is compared;
+- a row whose fields differ only cosmetically (Profile.same: case, accents, spaces, number formats, point
+  jitter) is no change: stores keep the new row silently (`refreshed`);
 - only a *complete* snapshot can remove keys; an incremental or incomplete one never does;
 - kinds come from the dataset's Profile (new_inspection, downgrade, upgrade, aged_out, ...).
 """
@@ -20,7 +22,8 @@ def changed_fields(before: Record, after: Record, profile: Profile = GENERIC) ->
     """Fields whose value moved. A field present on one side only is a layout change, not a data change:
     when a publisher adds columns (Alim'Confiance did in 2026), no record is said to be updated."""
     keys = before.fields.keys() & after.fields.keys()
-    return tuple(sorted(k for k in keys if k not in profile.volatile and before.fields[k] != after.fields[k]))
+    return tuple(sorted(k for k in keys
+                        if k not in profile.volatile and not profile.same(k, before.fields[k], after.fields[k])))
 
 
 def diff_one(before: Record | None, after: Record, *, at: datetime, version: str, profile: Profile = GENERIC,
@@ -32,7 +35,7 @@ def diff_one(before: Record | None, after: Record, *, at: datetime, version: str
         op, changed = Op.CREATED, tuple(sorted(k for k in after.fields if k not in profile.volatile))
     else:
         op, changed = Op.UPDATED, changed_fields(before, after, profile)
-        if not changed and before.point == after.point:
+        if not changed and profile.same_point(before.point, after.point):
             return None
     kinds = profile.kinds(op, before, after, last_in_group=last_in_group)
     cid = change_id(after.dataset, after.key, op, before=before, after=after, version=version)

@@ -43,6 +43,7 @@ class Op(StrEnum):
     CREATED = "created"
     UPDATED = "updated"
     REMOVED = "removed"
+    NOTICE = "notice"  # about the dataset, not one record (core/storms.py): `after` holds the notice's facts
 
 
 class Kind(StrEnum):
@@ -55,6 +56,7 @@ class Kind(StrEnum):
     DOWNGRADE = "downgrade"
     UPGRADE = "upgrade"
     AGED_OUT = "aged_out"
+    MASS_UPDATE = "mass_update"  # a dataset notice: the publisher rewrote a field on many records
 
 
 @dataclass(frozen=True, slots=True)

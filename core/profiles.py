@@ -1,8 +1,9 @@
 """How a dataset's changes become domain kinds, and how its records are fingerprinted.
 
 A Profile is data: which fields are volatile, which field orders a group's records in time,
-how long the dataset's rolling window is, the name of its 'created' kind, and which field a partitioned
-stream shards records by.
+how long the dataset's rolling window is, the name of its 'created' kind, which field a partitioned
+stream shards records by, which differences are only cosmetic (core/sameness.py) and which fields are the
+results a mass-change guard never holds back (core/storms.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from typing import Any
 
 import orjson
 
+from core.geo import Point
 from core.model import Kind, Op, Record
+from core.sameness import same_geo_text, same_point, same_value
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +31,23 @@ class Profile:
     window_days: int | None = None
     window_grace_days: int = 7
     partition_field: str | None = None
+    cosmetic: bool = False  # compare values with core.sameness (case, accents, spaces, 1 = 1.0, point jitter)
+    jitter_m: float = 0.0
+    geo_field: str | None = None  # a "lat,lon" text field, compared as a point within jitter_m
+    result_fields: frozenset[str] = frozenset()  # a change of these always alerts, even inside a mass change
+
+    def same(self, field: str, a: Any, b: Any) -> bool:
+        """Whether a field's two values are the same value for this dataset (equal, or cosmetically so)."""
+        if a == b:
+            return True
+        if not self.cosmetic:
+            return False
+        if field == self.geo_field:
+            return same_geo_text(a, b, self.jitter_m)
+        return same_value(a, b)
+
+    def same_point(self, a: Point | None, b: Point | None) -> bool:
+        return a == b or (self.cosmetic and same_point(a, b, self.jitter_m))
 
     def fingerprint(self, fields: Mapping[str, Any]) -> str:
         """Digest of the non-volatile fields, independent of key order."""
@@ -96,6 +116,10 @@ ALIMCONFIANCE = Profile(
     # The SIRET is part of the inspection key, so it never changes for a record, and every establishment
     # keyed by SIRET + address shares it; the establishment (the entity) changes with its address.
     partition_field="siret",
+    cosmetic=True,
+    jitter_m=5.0,
+    geo_field="geo",
+    result_fields=frozenset({"date_inspection", "rating_label", "numero_inspection"}),
 )
 
 PROFILES = {p.dataset: p for p in (ALIMCONFIANCE,)}

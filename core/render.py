@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.codec import CHANGE, VIGIE_VERSION
-from core.model import Change, Delivery, Record
+from core.model import Change, Delivery, Op, Record
 from core.profiles import RATING_LABELS
 
 LANGS = ("fr", "en")
@@ -23,6 +23,7 @@ _KIND_TEXT: dict[str, dict[str, str]] = {
     "removed": {"fr": "Retiré du jeu de données", "en": "Removed from the dataset"},
     "updated": {"fr": "Mis à jour", "en": "Updated"},
     "created": {"fr": "Nouveau", "en": "New"},
+    "mass_update": {"fr": "Réécriture en masse", "en": "Mass rewrite"},
 }
 _RATING_EMOJI = {1: ":large_green_circle:", 2: ":large_yellow_circle:", 3: ":large_orange_circle:", 4: ":red_circle:"}
 _WORDS = {
@@ -56,12 +57,30 @@ def place(record: Record) -> str:
 
 
 def headline(change: Change, lang: str = "fr") -> str:
-    return f"{kind_label(change.kind, lang)} : {title(change.current)}" if _lang(lang) == "fr" else \
-        f"{kind_label(change.kind, lang)}: {title(change.current)}"
+    subject = change.dataset if change.op is Op.NOTICE else title(change.current)
+    return f"{kind_label(change.kind, lang)} : {subject}" if _lang(lang) == "fr" else \
+        f"{kind_label(change.kind, lang)}: {subject}"
+
+
+def _count(n: int, lang: str) -> str:
+    return f"{n:,}".replace(",", "\u202f") if _lang(lang) == "fr" else f"{n:,}"
+
+
+def notice_text(change: Change, lang: str = "fr") -> str:
+    """A dataset notice (core/storms.py): what the publisher rewrote, and that those updates are held."""
+    facts = change.current.fields
+    fields, count, rows = ", ".join(facts.get("fields") or change.changed), int(facts["count"]), int(facts["rows"])
+    if _lang(lang) == "fr":
+        return (f"L'éditeur a réécrit {fields} sur {_count(count, lang)} enregistrements (sur {_count(rows, lang)}) ; "
+                "aucun résultat n'a changé. Ces mises à jour sont retenues, sans alerte par enregistrement.")
+    return (f"The publisher rewrote {fields} on {_count(count, lang)} records (of {_count(rows, lang)}); no result "
+            "changed. These updates are held back, with no alert per record.")
 
 
 def text(change: Change, lang: str = "fr") -> str:
     """Plain text, a few lines: what happened, where, the result."""
+    if change.op is Op.NOTICE:
+        return f"{headline(change, lang)}\n{notice_text(change, lang)}"
     record = change.current
     lines = [headline(change, lang)]
     if where := place(record):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import json
 import secrets
 import signal
@@ -21,6 +20,7 @@ from core.codec import area_to_dict
 from core.errors import PublishError, SubscriptionError
 from core.model import Subscription
 from notifiers import mask, new_secret, validate_destination
+from runtime import sources_cli
 from runtime.embedded import Embedded
 from runtime.logs import configure
 from runtime.republish import republisher
@@ -234,19 +234,6 @@ async def _inspect(settings: Settings, limit: int) -> tuple[list[SourceState], l
         await db.close()
 
 
-def cmd_sources(args: argparse.Namespace) -> int:
-    sources, _ = asyncio.run(_inspect(_settings(args), 0))
-    if args.json:
-        print(json.dumps([dataclasses.asdict(s) for s in sources]))
-        return 0
-    table = Table("source", "healthy", "version", "rows", "checked at", "problem", title="sources")
-    for s in sources:
-        table.add_row(mask(s.url), "yes" if s.healthy else "[red]no[/]", s.version or "", str(s.rows or ""),
-                      s.checked_at or "", s.problem or "")
-    out.print(table)
-    return 0
-
-
 def cmd_quarantine(args: argparse.Namespace) -> int:
     _, rows = asyncio.run(_inspect(_settings(args), args.limit))
     if args.json:
@@ -322,9 +309,7 @@ def parser() -> argparse.ArgumentParser:
     unsub.add_argument("id")
     unsub.set_defaults(func=cmd_unsubscribe)
     sub.add_parser("config", help="print the effective settings, secrets masked").set_defaults(func=cmd_config)
-    sources = sub.add_parser("sources", help="health of every source polled so far")
-    sources.add_argument("--json", action="store_true")
-    sources.set_defaults(func=cmd_sources)
+    sources_cli.add_parser(sub, _settings)
     quarantine = sub.add_parser("quarantine", help="rows that could not be read, with the reason")
     quarantine.add_argument("--limit", type=int, default=50)
     quarantine.add_argument("--json", action="store_true")

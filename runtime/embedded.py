@@ -23,6 +23,7 @@ import aiohttp
 from core.match import GridIndex
 from core.ports import Adapter, RawSnapshot, Snapshot, Source
 from core.profiles import profile_for
+from core.storms import MassRule
 from notifiers import Channels
 from notifiers.ratelimit import DEFAULT_RATES, Rate, RateLimiter
 from notifiers.worker import DrainResult, OutboxWorker, RetryPolicy
@@ -30,7 +31,8 @@ from producers import adapter_for, open_source
 from runtime.bots import serve_bots
 from runtime.settings import Settings
 from runtime.telegram import DATASET, disabler, host_bot, telegram_options
-from streams.processor import Outcome, Processor
+from streams.held_sqlite import HeldEvent
+from streams.processor import Outcome, Processor, deliveries_for
 from streams.sqlite import Database, SourceState, SqliteOutbox, StateStore, ts
 from subscriptions.sqlite import SqliteSubscriptionStore
 
@@ -63,6 +65,7 @@ class Summary:
         self.sources.append({
             "url": outcome.source, "version": outcome.version, "rows": outcome.rows, "complete": outcome.complete,
             "baseline": outcome.baseline, "unchanged": outcome.unchanged, "problem": outcome.problem,
+            "held": len(outcome.held), "event": outcome.event.id if outcome.event else None,
         })
 
     def to_dict(self) -> dict[str, Any]:
@@ -102,7 +105,8 @@ class Embedded:
             session=self.session, on_refused=disabler(self.subscriptions), **telegram_options(s),
         )
         self.processor = Processor(self.state, profiles=profile_for, min_ratio=s.min_snapshot_ratio,
-                                   baseline_alerts=s.baseline_alerts)
+                                   baseline_alerts=s.baseline_alerts,
+                                   mass_rule=MassRule(s.mass_change_share, s.mass_change_minimum))
         self.worker = OutboxWorker(self.outbox, self.channels, RetryPolicy(max_attempts=s.max_attempts), self.clock,
                                    limiter=RateLimiter(self._rates))
         for url in s.sources:
@@ -141,6 +145,16 @@ class Embedded:
             snapshot = Snapshot(snapshot.dataset, url, snapshot.records, snapshot.complete, snapshot.version,
                                 snapshot.quarantined, snapshot.problem)
         return snapshot
+
+    async def release(self, event: HeldEvent) -> int:
+        """Let a held dataset event's changes through to today's subscriptions; how many deliveries it queued."""
+        changes = await self.state.held(event.id)
+        deliveries = deliveries_for(changes, GridIndex(await self.subscriptions.all()))
+        await self.state.release(event, changes, deliveries, now=self.clock())
+        self.wake.set()
+        log.info("released dataset event %s: %d changes, %d deliveries queued", event.id, len(changes),
+                 len(deliveries), extra={"source": event.source})
+        return len(deliveries)
 
     async def deliver(self) -> DrainResult:
         """Drain everything that is due now; retries scheduled later stay in the outbox."""

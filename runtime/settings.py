@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     poll_interval: float = Field(default=3600.0, gt=0)
     min_snapshot_ratio: float = Field(default=0.5, ge=0, le=1)
     baseline_alerts: bool = False
+    mass_change_share: float = Field(default=0.05, gt=0, le=1)  # core/storms.py: a field rewritten on more than
+    mass_change_minimum: int = Field(default=20, ge=1)  # this share of a snapshot (and this many records) is held
     delivery_interval: float = Field(default=1.0, gt=0)
     max_attempts: int = Field(default=8, ge=1)
     http_timeout: float = Field(default=30.0, gt=0)

@@ -7,6 +7,9 @@ A worker is a thin loop around the pure core: this module only decides what to c
 - A snapshot marked incomplete, or a "complete" one with fewer rows than `min_ratio` of the
   known state (a sane floor against half-published exports), emits no removals and marks the
   source unhealthy; its version is not recorded, so the next poll downloads it again.
+- A mass rewrite of a field (core/storms.py) is held as one dataset event: the state and the view move
+  on, the held changes wait in the state for `release`, and each subscription that one of them would have
+  reached gets one notice instead.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from core.match import Matcher
 from core.model import Change, Delivery, Op, Record
 from core.ports import Snapshot
 from core.profiles import GENERIC, Profile
+from core.storms import DEFAULT_MASS_RULE, DatasetEvent, MassRule, Split, notice, split
 from streams.sqlite import Commit, SourceState, StateStore, ts
 from streams.view_sqlite import SqliteCurrentView
 
@@ -40,6 +44,8 @@ class Outcome:
     changes: list[Change] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
     quarantined: int = 0
+    held: list[Change] = field(default_factory=list)
+    event: DatasetEvent | None = None
 
     def counts(self) -> Counter[str]:
         return Counter(c.op.value for c in self.changes)
@@ -52,15 +58,26 @@ def deliveries_for(changes: Iterable[Change], matcher: Matcher) -> list[Delivery
     return [Delivery.of(change, sub) for change in changes for sub in matcher.match(change)]
 
 
+def notices_for(parted: Split, matcher: Matcher) -> list[Delivery]:
+    """One notice of the held event to each subscription that a held change would have reached."""
+    if parted.event is None:
+        return []
+    reached = {sub.id: sub for change in parted.held for sub in matcher.match(change)}
+    announcement = notice(parted.event)
+    return [Delivery.of(announcement, sub) for sub in reached.values()]
+
+
 class Processor:
     """Processes snapshots of any number of sources; keeps each source's state cached in memory."""
 
     def __init__(self, state: StateStore, *, profiles: Callable[[str], Profile] = lambda _: GENERIC,
-                 min_ratio: float = 0.5, baseline_alerts: bool = False) -> None:
+                 min_ratio: float = 0.5, baseline_alerts: bool = False,
+                 mass_rule: MassRule = DEFAULT_MASS_RULE) -> None:
         self.state = state
         self._profiles = profiles
         self._min_ratio = min_ratio
         self._baseline_alerts = baseline_alerts
+        self._mass_rule = mass_rule
         self._cache: dict[str, dict[str, Record]] = {}
         self._views: dict[str, SqliteCurrentView] = {}
 
@@ -86,26 +103,35 @@ class Processor:
         baseline = known is None or known.version is None  # no complete snapshot seen yet
         problem = floor_problem(snapshot, len(previous), self._min_ratio)
         complete = snapshot.complete and problem is None
+        profile = self._profiles(snapshot.dataset)
         changes = diff(previous, snapshot.records, complete=complete, at=at, version=snapshot.version,
-                       profile=self._profiles(snapshot.dataset))
-        deliveries = [] if baseline and not self._baseline_alerts else deliveries_for(changes, matcher)
+                       profile=profile)
+        alerting = not baseline or self._baseline_alerts
+        parted = split(changes, rows=len(snapshot.records), profile=profile, rule=self._mass_rule, source=scope) \
+            if alerting else Split(changes, [], None)
+        deliveries = deliveries_for(parted.kept, matcher) + notices_for(parted, matcher) if alerting else []
         health = SourceState(scope, None if problem else snapshot.version, problem is None, problem, ts(at),
                              len(snapshot.records))
         silent = refreshed(previous, snapshot.records, changes)
-        commit = self._commit(scope, changes, deliveries, snapshot, health, log_changes=not baseline, silent=silent)
+        commit = self._commit(scope, changes, parted, deliveries, snapshot=snapshot, health=health,
+                              baseline=baseline, silent=silent)
         view = await self.view(snapshot.dataset)
         await self.state.commit(commit, now=at, also=lambda conn: view.apply_in(conn, changes))
         self._cache[scope] = apply(previous, changes) | {r.key: r for r in silent}
         outcome = Outcome(scope, snapshot.version, len(snapshot.records), complete, baseline, False, problem,
-                          changes, deliveries, len(snapshot.quarantined))
-        log.info("processed %s: %d rows, %d changes, %d deliveries, %d quarantined%s", scope, outcome.rows,
-                 len(changes), len(deliveries), outcome.quarantined, " (baseline)" if baseline else "")
+                          parted.kept, deliveries, len(snapshot.quarantined), parted.held, parted.event)
+        log.info("processed %s: %d rows, %d changes, %d held, %d deliveries, %d quarantined%s", scope, outcome.rows,
+                 len(parted.kept), len(parted.held), len(deliveries), outcome.quarantined,
+                 " (baseline)" if baseline else "")
         return outcome
 
     @staticmethod
-    def _commit(scope: str, changes: list[Change], deliveries: list[Delivery], snapshot: Snapshot,
-                health: SourceState, *, log_changes: bool, silent: list[Record]) -> Commit:
+    def _commit(scope: str, changes: list[Change], parted: Split, deliveries: list[Delivery], *, snapshot: Snapshot,
+                health: SourceState, baseline: bool, silent: list[Record]) -> Commit:
+        """The state takes every change (held ones too: the next snapshot must not see them again); the change
+        log takes those that alert, the held ones wait with their event."""
         upserts = [c.after for c in changes if c.after is not None] + silent
         deletes = [c.key for c in changes if c.op is Op.REMOVED]
-        logged = changes if log_changes else []
-        return Commit(scope, upserts, deletes, logged, deliveries, snapshot.quarantined, health)
+        logged = [] if baseline else parted.kept
+        return Commit(scope, upserts, deletes, logged, deliveries, snapshot.quarantined, health, parted.held,
+                      parted.event)

@@ -29,6 +29,8 @@ from core.codec import (
 )
 from core.model import Change, Delivery, Record
 from core.ports import Quarantined
+from core.storms import DatasetEvent
+from streams import held_sqlite
 
 T = TypeVar("T")
 
@@ -88,6 +90,8 @@ class Commit:
     deliveries: Sequence[Delivery]
     quarantined: Sequence[Quarantined]
     source: SourceState
+    held: Sequence[Change] = ()
+    event: DatasetEvent | None = None
 
 
 def sqlite_path(url: str) -> str:
@@ -114,7 +118,7 @@ class Database:
 
     def _connect(self) -> None:
         self._conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        self._conn.executescript(SCHEMA)
+        self._conn.executescript(SCHEMA + held_sqlite.SCHEMA)
 
     async def close(self) -> None:
         if self._conn is not None:
@@ -184,6 +188,22 @@ class StateStore:
                 also(conn)
         await self.db.call(write)
 
+    async def events(self) -> list[held_sqlite.HeldEvent]:
+        """Every dataset event (mass rewrite held back), oldest first."""
+        return await self.db.call(held_sqlite.events)
+
+    async def held(self, event_id: str) -> list[Change]:
+        return await self.db.call(lambda conn: held_sqlite.held_changes(conn, event_id))
+
+    async def release(self, event: held_sqlite.HeldEvent, changes: Sequence[Change], deliveries: Sequence[Delivery],
+                      *, now: datetime) -> None:
+        """Let a held event's changes through: logged and enqueued like any snapshot's, in one transaction."""
+        def write(conn: sqlite3.Connection) -> None:
+            _log_changes(conn, event.source, changes)
+            _enqueue(conn, deliveries, now)
+            held_sqlite.mark_released(conn, event.id, now)
+        await self.db.call(write)
+
     async def quarantine_count(self) -> int:
         return await self.db.call(lambda conn: int(conn.execute("SELECT count(*) FROM quarantine").fetchone()[0]))
 
@@ -210,17 +230,22 @@ def _write_commit(conn: sqlite3.Connection, c: Commit, now: datetime) -> None:
         ((c.scope, r.key, r.fingerprint, orjson.dumps(record_to_dict(r))) for r in c.upserts),
     )
     conn.executemany("DELETE FROM records WHERE scope = ? AND key = ?", ((c.scope, k) for k in c.deletes))
-    conn.executemany(
-        "INSERT OR IGNORE INTO changes (id, scope, op, kinds, detected_at, data) VALUES (?, ?, ?, ?, ?, ?)",
-        ((ch.id, c.scope, ch.op.value, ",".join(ch.kinds), ch.detected_at.isoformat(),
-          orjson.dumps(change_to_dict(ch))) for ch in c.changes),
-    )
+    _log_changes(conn, c.scope, c.changes)
     _enqueue(conn, c.deliveries, now)
     conn.executemany(
         "INSERT INTO quarantine (source, reason, row, at) VALUES (?, ?, ?, ?)",
         ((q.source, q.reason, orjson.dumps(dict(q.row), default=str), ts(now)) for q in c.quarantined),
     )
     _upsert_source(conn, c.source)
+    held_sqlite.write_event(conn, c.event, c.held)
+
+
+def _log_changes(conn: sqlite3.Connection, scope: str, changes: Iterable[Change]) -> None:
+    conn.executemany(
+        "INSERT OR IGNORE INTO changes (id, scope, op, kinds, detected_at, data) VALUES (?, ?, ?, ?, ?, ?)",
+        ((ch.id, scope, ch.op.value, ",".join(ch.kinds), ch.detected_at.isoformat(),
+          orjson.dumps(change_to_dict(ch))) for ch in changes),
+    )
 
 
 def _delivery_payload(d: Delivery) -> bytes:

@@ -8,7 +8,8 @@ The live dataset is a rolling ~12 months of inspections republished weekly. The 
   up to five months back. Each publication keeps the 365 days before it, so the oldest inspections
   leave: `aged_out`;
 - a handful of deterministic edits of real rows show the other kinds: a rating corrected down and one
-  up (`downgrade`/`upgrade` + `updated`), an address fixed (`updated`), two inspections withdrawn
+  up (`downgrade`/`upgrade` + `updated`), an address fixed (`updated`: an abbreviation spelled out, as a
+  whitespace-only fix is cosmetic and alerts nobody), two inspections withdrawn
   (`removed`), and one follow-up inspection of a real restaurant, rated worse (`new_inspection` +
   `downgrade`; synthetic, derived from the real row it follows).
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -49,6 +51,8 @@ LEGACY_TO_OFFICIAL = {
 }
 
 Row = dict[str, Any]
+_SPELLED = {"BD": "BOULEVARD", "AV": "AVENUE", "RTE": "ROUTE"}
+_ABBREVIATED = re.compile(r"\b(BD|AV|RTE)\b")
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,9 +166,10 @@ def _edit(rows: list[Row], in_first: set[tuple[str, str, str]], newest: date) ->
     _set_rating(up, "Satisfaisant")
     edits += [Edit("downgrade", key_of(down), "rating corrected: Satisfaisant → A améliorer"),
               Edit("upgrade", key_of(up), "rating corrected: A améliorer → Satisfaisant")]
-    fixed = take(lambda r: "  " in (r["adresse_2_ua"] or ""))
-    edits.append(Edit("updated", key_of(fixed), f"address fixed: {fixed['adresse_2_ua']!r}"))
-    fixed["adresse_2_ua"] = " ".join(fixed["adresse_2_ua"].split())
+    fixed = take(lambda r: _ABBREVIATED.search(r["adresse_2_ua"] or "") is not None)
+    spelled = _ABBREVIATED.sub(lambda m: _SPELLED[m[0]], fixed["adresse_2_ua"])
+    edits.append(Edit("updated", key_of(fixed), f"address fixed: {fixed['adresse_2_ua']!r} → {spelled!r}"))
+    fixed["adresse_2_ua"] = spelled
     for gone in (take(lambda r: True), take(lambda r: True)):
         rows.remove(gone)
         edits.append(Edit("removed", key_of(gone), "inspection withdrawn by the publisher"))

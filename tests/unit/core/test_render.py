@@ -10,7 +10,8 @@ from core import render
 from core.codec import VIGIE_VERSION
 from core.model import Change, Kind
 from core.profiles import GENERIC
-from tests.unit.core.factories import PARIS, created, delivery, generic, inspection, removed, subscription, updated
+from core.storms import DatasetEvent, notice
+from tests.unit.core.factories import AT, PARIS, created, delivery, generic, inspection, removed, subscription, updated
 
 FIRST = inspection("k", rating=1)
 CHANGES: dict[str, Change] = {
@@ -21,6 +22,8 @@ CHANGES: dict[str, Change] = {
     "removed": removed(inspection("k", date="2025-03-01"), floor="2024-01-01"),
     "updated": updated(FIRST, inspection("k", rating=1, activity="Traiteur")),
     "created": created(generic("shop-42", city="Lyon"), profile=GENERIC),
+    "mass_update": notice(DatasetEvent("e1", "alimconfiance", "ods+https://portal/x", "v2", ("com_name",), 6816, 9012,
+                                       AT)),
 }
 
 # kind → (French words, English words) each text must contain
@@ -37,6 +40,10 @@ EXPECTED: dict[str, tuple[list[str], list[str]]] = {
     "updated": (["Mis à jour : Chez Paul", "Champs modifiés: activity"],
                 ["Updated: Chez Paul", "Changed fields: activity"]),
     "created": (["Nouveau : shop-42"], ["New: shop-42"]),
+    "mass_update": (["Réécriture en masse : alimconfiance",
+                     "réécrit com_name sur 6\u202f816 enregistrements (sur 9\u202f012)", "aucun résultat n'a changé"],
+                    ["Mass rewrite: alimconfiance", "rewrote com_name on 6,816 records (of 9,012)",
+                     "no result changed"]),
 }
 
 
