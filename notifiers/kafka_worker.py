@@ -319,6 +319,10 @@ class KafkaNotifier:
                 log.info("subscription %s is gone: delivery %s dropped", delivery.subscription.id, delivery.key,
                          extra=_context(delivery))
                 continue
+            if not subscription.active:  # paused, or disabled since it matched: nothing more goes out
+                log.info("subscription %s is paused or disabled: delivery %s dropped", subscription.id, delivery.key,
+                         extra=_context(delivery))
+                continue
             live.append(_Job(record, attempt, Delivery(delivery.key, delivery.change, subscription)))
         return live
 
