@@ -237,7 +237,11 @@ async def test_a_redis_restart_mid_stream_the_view_resumes_by_itself_and_the_hea
             await deployed.start("notifier", "notifier", "--channel", "webhook")
             await publish(deployed, portal, story.first, env=producer_env)
             await deployed.drained([*idle_pairs(deployed), (view_group, changes)], deadline_s=90)
-            assert (await healthcheck(deployed, "streams"))[0] == 0, deployed.logs()
+
+            async def healthy() -> bool:
+                return (await healthcheck(deployed, "streams"))[0] == 0
+
+            await until(healthy, "the streams role healthy (its first heartbeat)", 60, deployed.logs, 0.5)
 
             await asyncio.to_thread(server.run, "stop")
             await publish(deployed, portal, story.second, env=producer_env)
@@ -250,10 +254,6 @@ async def test_a_redis_restart_mid_stream_the_view_resumes_by_itself_and_the_hea
 
             await until(view_reported, "the healthcheck names the failing view updater", 90, deployed.logs, 0.5)
             await asyncio.to_thread(server.run, "start")
-
-            async def healthy() -> bool:
-                return (await healthcheck(deployed, "streams"))[0] == 0
-
             await until(healthy, "the streams role healthy again", 120, deployed.logs, 0.5)
             await wait_for_alerts(deployed, receiver, len(expected.alerts), timeout=150)
             await deployed.drained([*idle_pairs(deployed), (view_group, changes)], deadline_s=90)
