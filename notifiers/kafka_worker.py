@@ -10,7 +10,9 @@ order holds):
     3. claim the idempotency keys      guard (Redis SET NX + TTL): done already → skip; busy elsewhere → re-queue
     4. take the destinations' slots    a short wait inline; a long one → re-queue
     5. send                            Channels.send, each subscription's in order, subscriptions in parallel;
-                                       DeliveryError says whether to retry
+                                       a merging channel's (Slack) by destination instead, one message per
+                                       slot for up to its merge limit (notifiers/merging.py, as the embedded
+                                       worker does); DeliveryError says whether to retry
     6. done / re-queue / dead letter   then commit the offsets
 
 Steps 2, 3, 4 and the `done` marks of step 6 each take one Redis round trip for the whole batch (pipelines), not
@@ -37,126 +39,44 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from core.codec import DELIVERY, decode, delivery_from_dict, read
 from core.errors import DeliveryError, EnvelopeError, StoreLost
-from core.model import Delivery, Subscription
+from core.model import Delivery
 from notifiers import mask
 from notifiers.guard import Claim
+from notifiers.kafka_messages import (
+    Guard,
+    Headers,
+    NotifierConfig,
+    Outgoing,
+    Record,
+    Subscriptions,
+    content_type,
+    dead_letter_headers,
+    header,
+    retry_header,
+)
+from notifiers.merging import Sender, chunks, merge_limit, queue_key, send_chunk
 from notifiers.worker import RetryPolicy
 
 log = logging.getLogger(__name__)
 
-Headers = list[tuple[str, bytes]]
+__all__ = ["CLOCK_SKEW_S", "Guard", "Headers", "KafkaNotifier", "NotifierConfig", "Outgoing", "Record",
+           "Subscriptions", "dead_letter_headers", "header", "retry_header"]
+
 BUSY_REASON = "claimed by another notifier"
 FETCH_MIN_BYTES = 64 * 1024
 CLOCK_SKEW_S = 300.0
 FETCH_WAIT_MS = 20
-
-
-class Record(Protocol):
-    """A consumed message (aiokafka's ConsumerRecord)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: Sequence[tuple[str, bytes]]
-
-
-class Subscriptions(Protocol):
-    async def get_many(self, subscription_ids: Iterable[str]) -> dict[str, Subscription]: ...
-
-    async def lost(self) -> bool:
-        """True when the store has lost its data (a Redis that came back empty)."""
-        ...
-
-
-class Guard(Protocol):
-    """notifiers.guard.DeliveryGuard's surface the worker uses."""
-
-    async def claim(self, key: str) -> Claim: ...
-
-    async def claim_many(self, keys: Sequence[str]) -> list[Claim]: ...
-
-    async def done_many(self, keys: Sequence[str]) -> None: ...
-
-    async def release(self, key: str) -> bool: ...
-
-    async def acquire_for(self, channel: str, destination: str) -> float: ...
-
-    async def acquire_many(self, wanted: Sequence[tuple[str, str]]) -> list[float]: ...
-
-
-class Sender(Protocol):
-    async def send(self, delivery: Delivery) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class NotifierConfig:
-    channel: str
-    bootstrap: str
-    group: str
-    prefix: str = ""
-    busy_delay_s: float = 30.0
-    inline_wait_s: float = 2.0
-    reclaim_after_s: float = 30.0
-    max_records: int = 500
-    concurrency: int = 64
-    session_timeout_s: float = 10.0  # unheard that long (paused, starved), the member is out of its group
-
-    @property
-    def topic(self) -> str:
-        return f"{self.prefix}deliveries.{self.channel}"
-
-    @property
-    def retry_topic(self) -> str:
-        return f"{self.topic}.retry"
-
-    def dlq(self, topic: str) -> str:
-        return f"{self.prefix}dlq.{topic.removeprefix(self.prefix)}"
-
-
-def header(headers: Sequence[tuple[str, bytes]] | None, name: str) -> str | None:
-    found = [value for key, value in headers or () if key == name]
-    return found[-1].decode() if found else None
-
-
-def retry_header(record: Record, name: str, parse: Callable[[str], float]) -> float:
-    """A number the notifier wrote in a header (0 when absent); EnvelopeError when it cannot be read, so a
-    message with garbage headers is dead-lettered like one with a garbage value instead of stopping the consumer."""
-    try:
-        raw = header(record.headers, name)
-        value = 0.0 if raw is None else parse(raw)
-    except ValueError as exc:  # not a number, or not UTF-8
-        raise EnvelopeError(f"unreadable {name} header: {exc}") from exc
-    if not math.isfinite(value):
-        raise EnvelopeError(f"unreadable {name} header: {value!r}")
-    return value
-
-
-def dead_letter_headers(record: Record, reason: str, attempt: int | None = None) -> Headers:
-    headers = [("vigie-dlq-reason", reason.encode()), ("vigie-dlq-topic", record.topic.encode()),
-               ("vigie-dlq-partition", str(record.partition).encode()),
-               ("vigie-dlq-offset", str(record.offset).encode())]
-    return headers if attempt is None else [*headers, ("vigie-attempt", str(attempt).encode())]
-
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    topic: str
-    record: Record
-    headers: Headers
 
 
 @dataclass(slots=True)
@@ -292,18 +212,28 @@ class KafkaNotifier:
                 out.append(self._requeue(job.record, job.attempt, self.conf.busy_delay_s, BUSY_REASON))
             elif claim is Claim.CLAIMED:
                 claimed.append(job)  # ALREADY_DONE: sent before, nothing to do
-        waits = await self._guard.acquire_many([
-            (job.delivery.subscription.channel, job.delivery.subscription.destination) for job in claimed])
-        queues: dict[bytes | None, list[_Job]] = {}
-        for job, wait in zip(claimed, waits, strict=True):
-            job.wait = wait
-            queues.setdefault(job.record.key, []).append(job)
+        queues = await self._queues(claimed)
         sent: list[str] = []
         try:
-            results = await asyncio.gather(*(self._queue(queue, claimed_at, sent) for queue in queues.values()))
+            results = await asyncio.gather(*(self._queue(queue, claimed_at, sent) for queue in queues))
         finally:  # what was sent stays sent, even when another delivery of the batch hit trouble
             await self._guard.done_many(sent)
         return out + [outgoing for result in results for outgoing in result]
+
+    async def _queues(self, claimed: list[_Job]) -> list[list[Sequence[_Job]]]:
+        """Claimed jobs by queue (`merging.queue_key`), each cut in messages (one per job, or up to the merge limit
+        for a merging channel); every message's head holds the slot wait its destination gave."""
+        queues: dict[str, list[_Job]] = {}
+        for job in claimed:
+            queues.setdefault(queue_key(self._sender, job.delivery), []).append(job)
+        cut = [list(chunks(queue, merge_limit(self._sender, queue[0].delivery.subscription.channel)))
+               for queue in queues.values()]
+        heads = [message[0].delivery.subscription for queue in cut for message in queue]
+        waits = iter(await self._guard.acquire_many([(sub.channel, sub.destination) for sub in heads]))
+        for queue in cut:
+            for message in queue:
+                message[0].wait = next(waits)
+        return cut
 
     async def _resolve(self, read: list[tuple[Record, int, Delivery]]) -> list[_Job]:
         """The deliveries whose subscription still exists, with it (and its secret) from the store. The others were
@@ -326,11 +256,11 @@ class KafkaNotifier:
             live.append(_Job(record, attempt, Delivery(delivery.key, delivery.change, subscription)))
         return live
 
-    async def _queue(self, queue: list[_Job], claimed_at: float, sent: list[str]) -> list[Outgoing]:
+    async def _queue(self, queue: list[Sequence[_Job]], claimed_at: float, sent: list[str]) -> list[Outgoing]:
         out: list[Outgoing] = []
         async with self._slots:
-            for job in queue:
-                out += await self._deliver(job, claimed_at, sent)
+            for message in queue:
+                out += await self._deliver(message, claimed_at, sent)
         return out
 
     def _read(self, record: Record) -> tuple[int, Delivery]:
@@ -339,30 +269,48 @@ class KafkaNotifier:
         retry_header(record, "vigie-not-before", float)
         return attempt, read(decode(record.value), DELIVERY, delivery_from_dict)
 
-    async def _deliver(self, job: _Job, claimed_at: float, sent: list[str]) -> list[Outgoing]:
-        """Send one claimed delivery (its key goes to `sent`), or say what to publish instead."""
-        delivery, record, attempt = job.delivery, job.record, job.attempt
-        if time.monotonic() - claimed_at > self.conf.reclaim_after_s:
-            claim = await self._guard.claim(delivery.key)  # extends ours, unless it expired and was taken
-            if claim is Claim.ALREADY_DONE:
-                return []
-            if claim is Claim.BUSY:
-                return [self._requeue(record, attempt, self.conf.busy_delay_s, BUSY_REASON)]
-        wait = await self._admit(delivery, job.wait)
+    async def _deliver(self, message: Sequence[_Job], claimed_at: float, sent: list[str]) -> list[Outgoing]:
+        """Send one message (one claimed delivery, or a merging destination's several; their keys go to `sent`),
+        or say what to publish instead, for each of its deliveries."""
+        message, out = await self._reclaim(message, claimed_at)
+        if not message:
+            return out
+        head = message[0]
+        wait = await self._admit(head.delivery, head.wait)
         if wait > 0:
-            await self._guard.release(delivery.key)
-            return [self._requeue(record, attempt, wait, "rate limited")]
+            await self._release(message)
+            return out + [self._requeue(job.record, job.attempt, wait, "rate limited") for job in message]
         try:
-            await self._sender.send(delivery)
+            await send_chunk(self._sender, [job.delivery for job in message])
         except Exception as exc:  # DeliveryError says what to do; anything else is retried, with a traceback
-            await self._guard.release(delivery.key)
-            return [self._failed(delivery, record, attempt + 1, _as_delivery_error(exc, delivery))]
-        sent.append(delivery.key)
-        self.sent += 1
+            await self._release(message)
+            error = _as_delivery_error(exc, head.delivery)
+            return out + [self._failed(job.delivery, job.record, job.attempt + 1, error) for job in message]
+        sent += [job.delivery.key for job in message]
+        self.sent += len(message)
         if log.isEnabledFor(logging.INFO):  # the masking and the context cost more than the check
-            log.info("delivered %s to %s", delivery.key, mask(delivery.subscription.destination),
-                     extra=_context(delivery))
-        return []
+            for job in message:
+                log.info("delivered %s to %s%s", job.delivery.key, mask(job.delivery.subscription.destination),
+                         f" (merged with {len(message) - 1} more)" if len(message) > 1 else "",
+                         extra=_context(job.delivery))
+        return out
+
+    async def _reclaim(self, message: Sequence[_Job], claimed_at: float) -> tuple[Sequence[_Job], list[Outgoing]]:
+        """A message whose send starts long after the batch's claims claims its keys again first: the jobs still
+        ours, and the re-queues of those another notifier holds (those done already are dropped)."""
+        if time.monotonic() - claimed_at <= self.conf.reclaim_after_s:
+            return message, []
+        claims = await self._guard.claim_many([job.delivery.key for job in message])  # extends ours
+        mine = [job for job, claim in zip(message, claims, strict=True) if claim is Claim.CLAIMED]
+        busy = [self._requeue(job.record, job.attempt, self.conf.busy_delay_s, BUSY_REASON)
+                for job, claim in zip(message, claims, strict=True) if claim is Claim.BUSY]
+        if mine and mine[0] is not message[0]:
+            mine[0].wait = message[0].wait
+        return mine, busy
+
+    async def _release(self, message: Sequence[_Job]) -> None:
+        for job in message:
+            await self._guard.release(job.delivery.key)
 
     async def _admit(self, delivery: Delivery, wait: float) -> float:
         """Given the batch's first answer for a slot, wait inline when the next comes soon; else the seconds to
@@ -393,7 +341,7 @@ class KafkaNotifier:
 
     async def _produce(self, outgoing: list[Outgoing]) -> None:
         futures = [await self._producer.send(o.topic, o.record.value, key=o.record.key,
-                                             headers=_content_type(o.record) + o.headers)
+                                             headers=content_type(o.record) + o.headers)
                    for o in outgoing]
         for future in futures:
             await future
@@ -411,11 +359,6 @@ async def _commit(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -
     except KafkaError as exc:  # broker trouble: the next commit of the partition covers these offsets
         log.warning("offsets of %s not committed (%r): the next commit covers them", tp, exc,
                     extra={"topic": tp.topic, "partition": tp.partition, "collapse": True})
-
-
-def _content_type(record: Record) -> Headers:
-    """The record's content-type header, kept on what is re-queued or dead-lettered (none when it had none)."""
-    return [(key, value) for key, value in record.headers or () if key == "content-type"][-1:]
 
 
 def _resume(consumer: AIOKafkaConsumer, tp: TopicPartition) -> None:

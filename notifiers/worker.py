@@ -6,7 +6,7 @@ after another in outbox order, and after a failure the rest wait for a later rou
 Different subscriptions are served in parallel, at most `concurrency` at a time, each destination
 paced by a token bucket (`ratelimit.py`).
 
-A channel that merges (Slack: `MergingSender.merge_limit(channel)` > 1) is queued by destination instead:
+A channel that merges (Slack) is queued by destination instead (`merging.py`, shared with the Kafka notifier):
 what is due for one Slack channel goes out as one message per token (up to the limit each), every delivery
 marked with its own key, so a burst never exceeds the channel's rate and nothing is dropped.
 """
@@ -20,35 +20,21 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal
 
 from core.errors import DeliveryError
 from core.model import Delivery
 from core.ports import Outbox
 from notifiers import mask
+from notifiers.merging import Sender, chunks, merge_limit, queue_key, send_chunk
 from notifiers.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
+__all__ = ["DrainResult", "OutboxWorker", "Outcome", "Pending", "RetryPolicy", "Sender"]
+
 Outcome = Literal["delivered", "retried", "dead"]
 Pending = tuple[Delivery, int]
-
-
-class Sender(Protocol):
-    async def send(self, delivery: Delivery) -> None: ...
-
-
-@runtime_checkable
-class MergingSender(Sender, Protocol):
-    """notifiers.Channels: how many alerts a channel merges into one message, and the merged send."""
-
-    def merge_limit(self, channel: str) -> int: ...
-
-    async def send_merged(self, deliveries: Sequence[Delivery]) -> None: ...
-
-
-def merge_limit(sender: Sender, channel: str) -> int:
-    return sender.merge_limit(channel) if isinstance(sender, MergingSender) else 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,18 +95,11 @@ class OutboxWorker:
         self._limiter = RateLimiter() if limiter is None else limiter
         self._rng = rng
 
-    def _queue_of(self, delivery: Delivery) -> str:
-        """Deliveries of one queue go one after another: one subscription's, or one merging destination's."""
-        subscription = delivery.subscription
-        if merge_limit(self._channels, subscription.channel) > 1:
-            return f"to:{subscription.destination}"
-        return f"id:{subscription.id}"
-
     async def drain(self, limit: int = 100) -> DrainResult:
         """Try every delivery due now (up to `limit`) once; what failed is rescheduled or dead-lettered."""
         queues: dict[str, list[Pending]] = {}
         for delivery, attempts in await self._outbox.pending(limit, self._clock()):
-            queues.setdefault(self._queue_of(delivery), []).append((delivery, attempts))
+            queues.setdefault(queue_key(self._channels, delivery), []).append((delivery, attempts))
         tally: Counter[Outcome] = Counter()
         results = await asyncio.gather(*(self._run_queue(queue, tally) for queue in queues.values()),
                                        return_exceptions=True)
@@ -132,19 +111,18 @@ class OutboxWorker:
     async def _run_queue(self, queue: list[Pending], tally: Counter[Outcome]) -> None:
         size = merge_limit(self._channels, queue[0][0].subscription.channel)
         async with self._slots:
-            for start in range(0, len(queue), size):
-                chunk = queue[start:start + size]
+            for chunk in chunks(queue, size):
                 outcomes = [await self._deliver(*chunk[0])] if len(chunk) == 1 else await self._deliver_merged(chunk)
                 tally.update(outcomes)
                 if any(outcome != "delivered" for outcome in outcomes):
                     return
 
-    async def _deliver_merged(self, chunk: list[Pending]) -> list[Outcome]:
+    async def _deliver_merged(self, chunk: Sequence[Pending]) -> list[Outcome]:
         """One message for a destination's deliveries; each is then marked with its own outcome."""
         first = chunk[0][0].subscription
         await self._limiter.acquire(first.channel, first.destination)
         try:
-            await self._merging().send_merged([delivery for delivery, _ in chunk])
+            await send_chunk(self._channels, [delivery for delivery, _ in chunk])
         except Exception as exc:  # DeliveryError says what to do; anything else is retried, with a traceback
             error = _as_delivery_error(exc, chunk[0][0])
             return [await self._failed(delivery, attempts + 1, error) for delivery, attempts in chunk]
@@ -154,11 +132,6 @@ class OutboxWorker:
         log.info("delivered %d merged alerts to %s", len(chunk), mask(first.destination),
                  extra={"channel": first.channel, "subscription_id": first.id})
         return ["delivered"] * len(chunk)
-
-    def _merging(self) -> MergingSender:
-        if not isinstance(self._channels, MergingSender):
-            raise TypeError("merged deliveries need a MergingSender")
-        return self._channels
 
     async def _deliver(self, delivery: Delivery, attempts: int) -> Outcome:
         subscription = delivery.subscription

@@ -1,0 +1,117 @@
+"""What the Kafka notifier (kafka_worker.py) reads and writes: consumed records, the headers it puts on re-queues
+and dead letters, its configuration, and the surfaces of the subscription store and the guard it uses.
+
+    vigie-attempt        attempts made so far
+    vigie-not-before     Unix time (seconds) before which the retry must not be sent
+    vigie-dlq-reason     why it was dead-lettered (also vigie-dlq-topic, -partition, -offset)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from core.errors import EnvelopeError
+from core.model import Subscription
+from notifiers.guard import Claim
+
+Headers = list[tuple[str, bytes]]
+
+
+class Record(Protocol):
+    """A consumed message (aiokafka's ConsumerRecord)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
+
+
+class Subscriptions(Protocol):
+    async def get_many(self, subscription_ids: Iterable[str]) -> dict[str, Subscription]: ...
+
+    async def lost(self) -> bool:
+        """True when the store has lost its data (a Redis that came back empty)."""
+        ...
+
+
+class Guard(Protocol):
+    """notifiers.guard.DeliveryGuard's surface the worker uses."""
+
+    async def claim(self, key: str) -> Claim: ...
+
+    async def claim_many(self, keys: Sequence[str]) -> list[Claim]: ...
+
+    async def done_many(self, keys: Sequence[str]) -> None: ...
+
+    async def release(self, key: str) -> bool: ...
+
+    async def acquire_for(self, channel: str, destination: str) -> float: ...
+
+    async def acquire_many(self, wanted: Sequence[tuple[str, str]]) -> list[float]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class NotifierConfig:
+    channel: str
+    bootstrap: str
+    group: str
+    prefix: str = ""
+    busy_delay_s: float = 30.0
+    inline_wait_s: float = 2.0
+    reclaim_after_s: float = 30.0
+    max_records: int = 500
+    concurrency: int = 64
+    session_timeout_s: float = 10.0  # unheard that long (paused, starved), the member is out of its group
+
+    @property
+    def topic(self) -> str:
+        return f"{self.prefix}deliveries.{self.channel}"
+
+    @property
+    def retry_topic(self) -> str:
+        return f"{self.topic}.retry"
+
+    def dlq(self, topic: str) -> str:
+        return f"{self.prefix}dlq.{topic.removeprefix(self.prefix)}"
+
+
+def header(headers: Sequence[tuple[str, bytes]] | None, name: str) -> str | None:
+    found = [value for key, value in headers or () if key == name]
+    return found[-1].decode() if found else None
+
+
+def retry_header(record: Record, name: str, parse: Callable[[str], float]) -> float:
+    """A number the notifier wrote in a header (0 when absent); EnvelopeError when it cannot be read, so a
+    message with garbage headers is dead-lettered like one with a garbage value instead of stopping the consumer."""
+    try:
+        raw = header(record.headers, name)
+        value = 0.0 if raw is None else parse(raw)
+    except ValueError as exc:  # not a number, or not UTF-8
+        raise EnvelopeError(f"unreadable {name} header: {exc}") from exc
+    if not math.isfinite(value):
+        raise EnvelopeError(f"unreadable {name} header: {value!r}")
+    return value
+
+
+def dead_letter_headers(record: Record, reason: str, attempt: int | None = None) -> Headers:
+    headers = [("vigie-dlq-reason", reason.encode()), ("vigie-dlq-topic", record.topic.encode()),
+               ("vigie-dlq-partition", str(record.partition).encode()),
+               ("vigie-dlq-offset", str(record.offset).encode())]
+    return headers if attempt is None else [*headers, ("vigie-attempt", str(attempt).encode())]
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    topic: str
+    record: Record
+    headers: Headers
+
+
+def content_type(record: Record) -> Headers:
+    """The record's content-type header, kept on what is re-queued or dead-lettered (none when it had none)."""
+    return [(key, value) for key, value in record.headers or () if key == "content-type"][-1:]

@@ -1,0 +1,62 @@
+"""Merging a destination's alerts, shared by both workers (the embedded outbox worker and the Kafka notifier).
+
+A channel that merges (Slack: `MergingSender.merge_limit(channel)` > 1) is queued by destination instead of by
+subscription: what is due for one Slack channel goes out as one message per rate slot, up to the limit each,
+every delivery then marked done with its own idempotency key. Other channels keep one queue per subscription
+and one message per delivery.
+
+    queue_key(sender, delivery)     "to:<destination>" for a merging channel, else "id:<subscription id>"
+    chunks(items, size)             consecutive runs of at most `size`
+    send_chunk(sender, deliveries)  one message: a plain `send` for one delivery, `send_merged` for several
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Protocol, TypeVar, runtime_checkable
+
+from core.model import Delivery
+
+T = TypeVar("T")
+
+
+class Sender(Protocol):
+    async def send(self, delivery: Delivery) -> None: ...
+
+
+@runtime_checkable
+class MergingSender(Sender, Protocol):
+    """notifiers.Channels: how many alerts a channel merges into one message, and the merged send."""
+
+    def merge_limit(self, channel: str) -> int: ...
+
+    async def send_merged(self, deliveries: Sequence[Delivery]) -> None: ...
+
+
+def merge_limit(sender: Sender, channel: str) -> int:
+    return max(1, sender.merge_limit(channel)) if isinstance(sender, MergingSender) else 1
+
+
+def queue_key(sender: Sender, delivery: Delivery) -> str:
+    """Deliveries of one queue go one after another: one subscription's, or one merging destination's."""
+    subscription = delivery.subscription
+    if merge_limit(sender, subscription.channel) > 1:
+        return f"to:{subscription.destination}"
+    return f"id:{subscription.id}"
+
+
+def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    if size < 1:
+        raise ValueError(f"chunk size must be at least 1, got {size}")
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+async def send_chunk(sender: Sender, deliveries: Sequence[Delivery]) -> None:
+    """One message for `deliveries` (one destination); it succeeds or fails for all of them."""
+    if len(deliveries) == 1:
+        await sender.send(deliveries[0])
+        return
+    if not isinstance(sender, MergingSender):
+        raise TypeError("merged deliveries need a MergingSender")
+    await sender.send_merged(deliveries)
