@@ -20,10 +20,10 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from core.errors import DeliveryError
-from core.model import Delivery
+from core.model import Delivery, Subscription
 from core.ports import Outbox
 from notifiers import mask
 from notifiers.merging import Sender, chunks, merge_limit, queue_key, send_chunk
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["DrainResult", "OutboxWorker", "Outcome", "Pending", "RetryPolicy", "Sender"]
 
-Outcome = Literal["delivered", "retried", "dead"]
+Outcome = Literal["delivered", "retried", "dead", "dropped"]
 Pending = tuple[Delivery, int]
 
 
@@ -70,6 +70,13 @@ class DrainResult:
     delivered: int
     retried: int
     dead: int
+    dropped: int = 0  # their subscription was deleted, paused or disabled after they matched
+
+
+class Subscriptions(Protocol):
+    """The subscription store, asked for each subscription's current status before its deliveries go out."""
+
+    async def get(self, subscription_id: str) -> Subscription | None: ...
 
 
 def _utcnow() -> datetime:
@@ -84,7 +91,8 @@ def _context(delivery: Delivery) -> dict[str, Any]:
 class OutboxWorker:
     def __init__(self, outbox: Outbox, channels: Sender, policy: RetryPolicy | None = None,
                  clock: Callable[[], datetime] = _utcnow, *, concurrency: int = 8,
-                 limiter: RateLimiter | None = None, rng: Callable[[], float] = random.random) -> None:
+                 limiter: RateLimiter | None = None, rng: Callable[[], float] = random.random,
+                 subscriptions: Subscriptions | None = None) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         self._outbox = outbox
@@ -94,19 +102,38 @@ class OutboxWorker:
         self._slots = asyncio.Semaphore(concurrency)
         self._limiter = RateLimiter() if limiter is None else limiter
         self._rng = rng
+        self._subscriptions = subscriptions
 
     async def drain(self, limit: int = 100) -> DrainResult:
         """Try every delivery due now (up to `limit`) once; what failed is rescheduled or dead-lettered."""
-        queues: dict[str, list[Pending]] = {}
-        for delivery, attempts in await self._outbox.pending(limit, self._clock()):
-            queues.setdefault(queue_key(self._channels, delivery), []).append((delivery, attempts))
         tally: Counter[Outcome] = Counter()
+        queues: dict[str, list[Pending]] = {}
+        for delivery, attempts in await self._live(await self._outbox.pending(limit, self._clock()), tally):
+            queues.setdefault(queue_key(self._channels, delivery), []).append((delivery, attempts))
         results = await asyncio.gather(*(self._run_queue(queue, tally) for queue in queues.values()),
                                        return_exceptions=True)
         for result in results:  # every queue has finished; now an outbox failure may surface
             if isinstance(result, BaseException):
                 raise result
-        return DrainResult(tally["delivered"], tally["retried"], tally["dead"])
+        return DrainResult(tally["delivered"], tally["retried"], tally["dead"], tally["dropped"])
+
+    async def _live(self, pending: list[Pending], tally: Counter[Outcome]) -> list[Pending]:
+        """The deliveries whose subscription is still active, with it as it is now (the store's); the others are
+        dropped: deleted, paused or disabled since they matched, nothing more goes out to them."""
+        if self._subscriptions is None:
+            return pending
+        current = {sid: await self._subscriptions.get(sid) for sid in {d.subscription.id for d, _ in pending}}
+        live: list[Pending] = []
+        for delivery, attempts in pending:
+            subscription = current[delivery.subscription.id]
+            if subscription is not None and subscription.active:
+                live.append((Delivery(delivery.key, delivery.change, subscription), attempts))
+                continue
+            reason = _inactive(subscription)
+            await self._outbox.dropped(delivery.key, reason)
+            tally["dropped"] += 1
+            log.info("%s: delivery %s dropped", reason, delivery.key, extra=_context(delivery))
+        return live
 
     async def _run_queue(self, queue: list[Pending], tally: Counter[Outcome]) -> None:
         size = merge_limit(self._channels, queue[0][0].subscription.channel)
@@ -157,6 +184,12 @@ class OutboxWorker:
         log.info("attempt %d of %s to %s failed, retry in %.1fs: %s", attempt, delivery.key, where, delay, reason,
                  extra=_context(delivery))
         return "retried"
+
+
+def _inactive(subscription: Subscription | None) -> str:
+    if subscription is None:
+        return "subscription deleted"
+    return "subscription paused" if subscription.paused else f"subscription disabled: {subscription.disabled_reason}"
 
 
 def _as_delivery_error(exc: Exception, delivery: Delivery) -> DeliveryError:

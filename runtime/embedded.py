@@ -108,7 +108,7 @@ class Embedded:
                                    baseline_alerts=s.baseline_alerts,
                                    mass_rule=MassRule(s.mass_change_share, s.mass_change_minimum))
         self.worker = OutboxWorker(self.outbox, self.channels, RetryPolicy(max_attempts=s.max_attempts), self.clock,
-                                   limiter=RateLimiter(self._rates))
+                                   limiter=RateLimiter(self._rates), subscriptions=self.subscriptions)
         for url in s.sources:
             self._sources[url] = (open_source(url, session=self.session), adapter_for(url))
         return self
@@ -162,8 +162,8 @@ class Embedded:
         while True:
             result = await self.worker.drain()
             total = DrainResult(total.delivered + result.delivered, total.retried + result.retried,
-                                total.dead + result.dead)
-            if result.delivered + result.retried + result.dead == 0:
+                                total.dead + result.dead, total.dropped + result.dropped)
+            if result.delivered + result.retried + result.dead + result.dropped == 0:
                 return total
             self._progress("deliver", f"{total.delivered} delivered")
 

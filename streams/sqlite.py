@@ -293,6 +293,10 @@ class SqliteOutbox:
             "UPDATE outbox SET status = ?, attempts = ?, last_error = ?, next_at = coalesce(?, next_at) "
             "WHERE key = ?", (status, attempts, reason, next_at, key)))
 
+    async def dropped(self, key: str, reason: str) -> None:
+        await self.db.call(lambda conn: conn.execute(
+            "UPDATE outbox SET status = 'dropped', last_error = ? WHERE key = ?", (reason, key)))
+
     async def counts(self) -> Mapping[str, int]:
         def read(conn: sqlite3.Connection) -> dict[str, int]:
             return dict(conn.execute("SELECT status, count(*) FROM outbox GROUP BY status").fetchall())

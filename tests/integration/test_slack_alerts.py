@@ -139,6 +139,9 @@ class ListOutbox:
     async def failed(self, key: str, attempts: int, reason: str, retry_at: datetime | None) -> None:
         self.failures.append((key, reason))
 
+    async def dropped(self, key: str, reason: str) -> None:
+        self.failures.append((key, reason))
+
 
 class VirtualClock:
     """The rate limiter's monotonic clock and sleep: sleeping moves time on, nothing waits for real."""

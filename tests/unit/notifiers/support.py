@@ -98,6 +98,10 @@ class MemoryOutbox:
         entry = self.entries[key]
         entry.status, entry.delivered_at, entry.reason = "delivered", at, None
 
+    async def dropped(self, key: str, reason: str) -> None:
+        entry = self.entries[key]
+        entry.status, entry.reason = "dropped", reason
+
     async def failed(self, key: str, attempts: int, reason: str, retry_at: datetime | None) -> None:
         entry = self.entries[key]
         entry.attempts, entry.reason = attempts, reason
