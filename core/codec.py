@@ -20,6 +20,7 @@ import orjson
 from core.errors import EnvelopeError, SubscriptionError
 from core.geo import AdminArea, AdminCodes, Area, BBox, Circle, Everywhere, Point, Polygon
 from core.model import Change, Delivery, Filter, Op, Record, Subscription
+from core.schedule import DEFAULT_TIMEZONE, parse_digest, parse_quiet, quiet_text, zone
 
 VIGIE_VERSION = "1"
 T = TypeVar("T")
@@ -115,6 +116,7 @@ def subscription_to_dict(s: Subscription, *, include_secret: bool = True) -> dic
         "filter": {"datasets": sorted(s.filter.datasets), "kinds": sorted(s.filter.kinds),
                    "min_rating": s.filter.min_rating},
         "secret": s.secret if include_secret else None,
+        "digest_hours": s.digest_hours, "quiet_hours": s.quiet_hours, "timezone": s.timezone,
         "paused": s.paused, "disabled_reason": s.disabled_reason,
     }
 
@@ -145,7 +147,16 @@ def subscription_from_dict(d: dict[str, Any]) -> Subscription:
         disabled_reason=_reason(d.get("disabled_reason")),
         filter=Filter(_names(f.get("datasets", []), "datasets"), _names(f.get("kinds", []), "kinds"),
                       _rating(f.get("min_rating"))),
+        **_schedule(d),
     )
+
+
+def _schedule(d: dict[str, Any]) -> dict[str, Any]:
+    """A subscription's digest and quiet hours (core/schedule.py), checked; absent in older data: none."""
+    timezone = str(d.get("timezone") or DEFAULT_TIMEZONE)
+    zone(timezone)
+    quiet = quiet_text(parse_quiet(str(d.get("quiet_hours") or "")))
+    return {"digest_hours": parse_digest(d.get("digest_hours")), "quiet_hours": quiet, "timezone": timezone}
 
 
 def delivery_to_dict(d: Delivery) -> dict[str, Any]:

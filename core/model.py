@@ -119,6 +119,9 @@ class Subscription:
     label: str = ""
     paused: bool = False
     disabled_reason: str | None = None
+    digest_hours: int = 0  # core/schedule.py: alerts held and sent together every N hours (0: each at once)
+    quiet_hours: str = ""  # "22:00-07:00": non-urgent alerts held to the end of the window
+    timezone: str = "Europe/Paris"  # of the digest times and quiet hours
 
     @property
     def active(self) -> bool:

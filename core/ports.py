@@ -142,3 +142,8 @@ class Outbox(Protocol):
     async def dropped(self, key: str, reason: str) -> None:
         """Never to be sent (its subscription was deleted, paused or disabled after it matched)."""
         ...
+
+    async def hold(self, key: str, until: datetime) -> None:
+        """Not before `until` (a digest or quiet hours, core/schedule.py); a held delivery does not hold back its
+        subscription's later ones (an urgent alert goes past it)."""
+        ...

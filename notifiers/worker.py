@@ -25,6 +25,7 @@ from typing import Any, Literal, Protocol
 from core.errors import DeliveryError
 from core.model import Delivery, Subscription
 from core.ports import Outbox
+from core.schedule import release_at
 from notifiers import mask
 from notifiers.merging import Sender, chunks, merge_limit, queue_key, send_chunk
 from notifiers.ratelimit import RateLimiter
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["DrainResult", "OutboxWorker", "Outcome", "Pending", "RetryPolicy", "Sender"]
 
-Outcome = Literal["delivered", "retried", "dead", "dropped"]
+Outcome = Literal["delivered", "retried", "dead", "dropped", "held"]
 Pending = tuple[Delivery, int]
 
 
@@ -71,6 +72,7 @@ class DrainResult:
     retried: int
     dead: int
     dropped: int = 0  # their subscription was deleted, paused or disabled after they matched
+    held: int = 0  # not yet: the subscription's digest or quiet hours (core/schedule.py)
 
 
 class Subscriptions(Protocol):
@@ -108,14 +110,29 @@ class OutboxWorker:
         """Try every delivery due now (up to `limit`) once; what failed is rescheduled or dead-lettered."""
         tally: Counter[Outcome] = Counter()
         queues: dict[str, list[Pending]] = {}
-        for delivery, attempts in await self._live(await self._outbox.pending(limit, self._clock()), tally):
+        now = self._clock()
+        for delivery, attempts in await self._due(await self._live(await self._outbox.pending(limit, now), tally),
+                                                  now, tally):
             queues.setdefault(queue_key(self._channels, delivery), []).append((delivery, attempts))
         results = await asyncio.gather(*(self._run_queue(queue, tally) for queue in queues.values()),
                                        return_exceptions=True)
         for result in results:  # every queue has finished; now an outbox failure may surface
             if isinstance(result, BaseException):
                 raise result
-        return DrainResult(tally["delivered"], tally["retried"], tally["dead"], tally["dropped"])
+        return DrainResult(tally["delivered"], tally["retried"], tally["dead"], tally["dropped"], tally["held"])
+
+    async def _due(self, pending: list[Pending], now: datetime, tally: Counter[Outcome]) -> list[Pending]:
+        """The deliveries to send now; those a digest or quiet hours hold are put back until their time."""
+        due: list[Pending] = []
+        for delivery, attempts in pending:
+            until = release_at(delivery.subscription, delivery.change, now)
+            if until is None:
+                due.append((delivery, attempts))
+                continue
+            await self._outbox.hold(delivery.key, until)
+            tally["held"] += 1
+            log.debug("delivery %s held until %s", delivery.key, until.isoformat(), extra=_context(delivery))
+        return due
 
     async def _live(self, pending: list[Pending], tally: Counter[Outcome]) -> list[Pending]:
         """The deliveries whose subscription is still active, with it as it is now (the store's); the others are

@@ -162,8 +162,8 @@ class Embedded:
         while True:
             result = await self.worker.drain()
             total = DrainResult(total.delivered + result.delivered, total.retried + result.retried,
-                                total.dead + result.dead, total.dropped + result.dropped)
-            if result.delivered + result.retried + result.dead + result.dropped == 0:
+                                total.dead + result.dead, total.dropped + result.dropped, total.held + result.held)
+            if result.delivered + result.retried + result.dead + result.dropped + result.held == 0:
                 return total
             self._progress("deliver", f"{total.delivered} delivered")
 

@@ -274,7 +274,7 @@ class SqliteOutbox:
 
         def read(conn: sqlite3.Connection) -> list[tuple[Delivery, int]]:
             rows = conn.execute(
-                "SELECT o.payload, o.attempts FROM outbox o WHERE o.status = 'pending' AND o.next_at <= ? "
+                "SELECT o.payload, o.attempts FROM outbox o WHERE o.status IN ('pending', 'held') AND o.next_at <= ? "
                 "AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.subscription_id = o.subscription_id "
                 "AND p.status = 'pending' AND p.seq < o.seq AND p.next_at > ?) ORDER BY o.seq LIMIT ?",
                 (stamp, stamp, limit),
@@ -293,6 +293,10 @@ class SqliteOutbox:
             "UPDATE outbox SET status = ?, attempts = ?, last_error = ?, next_at = coalesce(?, next_at) "
             "WHERE key = ?", (status, attempts, reason, next_at, key)))
 
+    async def hold(self, key: str, until: datetime) -> None:
+        await self.db.call(lambda conn: conn.execute(
+            "UPDATE outbox SET status = 'held', next_at = ? WHERE key = ?", (ts(until), key)))
+
     async def dropped(self, key: str, reason: str) -> None:
         await self.db.call(lambda conn: conn.execute(
             "UPDATE outbox SET status = 'dropped', last_error = ? WHERE key = ?", (reason, key)))
@@ -304,7 +308,7 @@ class SqliteOutbox:
 
     async def next_due(self) -> datetime | None:
         def read(conn: sqlite3.Connection) -> str | None:
-            row = conn.execute("SELECT min(next_at) FROM outbox WHERE status = 'pending'").fetchone()
+            row = conn.execute("SELECT min(next_at) FROM outbox WHERE status IN ('pending', 'held')").fetchone()
             return None if row is None else row[0]
         found = await self.db.call(read)
         return None if found is None else datetime.fromisoformat(found)

@@ -142,6 +142,9 @@ class ListOutbox:
     async def dropped(self, key: str, reason: str) -> None:
         self.failures.append((key, reason))
 
+    async def hold(self, key: str, until: datetime) -> None:
+        raise AssertionError(f"{key} held until {until}: these subscriptions have no digest nor quiet hours")
+
 
 class VirtualClock:
     """The rate limiter's monotonic clock and sleep: sleeping moves time on, nothing waits for real."""

@@ -84,10 +84,11 @@ class MemoryOutbox:
         due: list[tuple[Delivery, int]] = []
         for entry in sorted(self.entries.values(), key=lambda e: e.seq):
             sub = entry.delivery.subscription.id
-            if entry.status != "pending" or sub in held:
+            if entry.status not in ("pending", "held") or sub in held:
                 continue
             if entry.next_at > now:
-                held.add(sub)
+                if entry.status == "pending":  # a retry holds back what follows; a digest or quiet hours do not
+                    held.add(sub)
                 continue
             due.append((entry.delivery, entry.attempts))
             if len(due) == limit:
@@ -101,6 +102,10 @@ class MemoryOutbox:
     async def dropped(self, key: str, reason: str) -> None:
         entry = self.entries[key]
         entry.status, entry.reason = "dropped", reason
+
+    async def hold(self, key: str, until: datetime) -> None:
+        entry = self.entries[key]
+        entry.status, entry.next_at = "held", until
 
     async def failed(self, key: str, attempts: int, reason: str, retry_at: datetime | None) -> None:
         entry = self.entries[key]
