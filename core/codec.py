@@ -117,7 +117,7 @@ def subscription_to_dict(s: Subscription, *, include_secret: bool = True) -> dic
                    "min_rating": s.filter.min_rating},
         "secret": s.secret if include_secret else None,
         "digest_hours": s.digest_hours, "quiet_hours": s.quiet_hours, "timezone": s.timezone,
-        "paused": s.paused, "disabled_reason": s.disabled_reason,
+        "paused": s.paused, "disabled_reason": s.disabled_reason, "owner": s.owner,
     }
 
 
@@ -144,7 +144,7 @@ def subscription_from_dict(d: dict[str, Any]) -> Subscription:
     return Subscription(
         id=d["id"], area=area_from_dict(d["area"]), destination=d["destination"], lang=d.get("lang", "fr"),
         label=d.get("label", ""), secret=d.get("secret"), paused=bool(d.get("paused", False)),
-        disabled_reason=_reason(d.get("disabled_reason")),
+        disabled_reason=_reason(d.get("disabled_reason")), owner=str(d.get("owner") or ""),
         filter=Filter(_names(f.get("datasets", []), "datasets"), _names(f.get("kinds", []), "kinds"),
                       _rating(f.get("min_rating"))),
         **_schedule(d),

@@ -122,6 +122,7 @@ class Subscription:
     digest_hours: int = 0  # core/schedule.py: alerts held and sent together every N hours (0: each at once)
     quiet_hours: str = ""  # "22:00-07:00": non-urgent alerts held to the end of the window
     timezone: str = "Europe/Paris"  # of the digest times and quiet hours
+    owner: str = ""  # the tenant whose API key created it ("": made by an operator, the CLI or a bot)
 
     @property
     def active(self) -> bool:

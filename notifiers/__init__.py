@@ -21,6 +21,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import IO
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -29,10 +30,11 @@ from core.model import Delivery
 from core.ports import Channel, MergingChannel
 from notifiers import console, slack, telegram, webhook
 from notifiers.base import DEFAULT_TIMEOUT, Options, Plugin, Refused, Target, mask_unparsed, split_scheme
+from notifiers.ssrf import Blocked, NetGuard
 from notifiers.webhook import new_secret
 
-__all__ = ["PLUGINS", "Channels", "Options", "Plugin", "Target", "mask", "new_secret", "parse_destination",
-           "validate_destination"]
+__all__ = ["PLUGINS", "Channels", "NetGuard", "Options", "Plugin", "Target", "mask", "new_secret",
+           "parse_destination", "validate_destination", "vet_destination"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,20 @@ def validate_destination(url: str) -> str:
     return parse_destination(url).url(privacy=False)
 
 
+async def vet_destination(url: str, guard: NetGuard) -> str:
+    """`validate_destination`, and for a webhook the outbound guard's verdict on its host (resolved now: an
+    internal address is refused here with a clear message, and again at every connection)."""
+    destination = validate_destination(url)
+    target = parse_destination(destination)
+    if isinstance(target, webhook.WebhookTarget):
+        host = urlsplit(target.endpoint).hostname or ""
+        try:
+            await guard.vet(host)
+        except Blocked as exc:
+            raise SubscriptionError(str(exc)) from exc
+    return destination
+
+
 def mask(url: str) -> str:
     """The destination as it may be logged or shown: tokens, passwords and query values hidden."""
     try:
@@ -75,8 +91,9 @@ class Channels:
                  console_stream: IO[str] | None = None, timeout: float = DEFAULT_TIMEOUT,
                  session: aiohttp.ClientSession | None = None, plugins: Mapping[str, Plugin] = PLUGINS,
                  telegram_token: str | None = None, telegram_base_url: str = telegram.DEFAULT_BASE_URL,
-                 on_refused: Refused | None = None) -> None:
+                 on_refused: Refused | None = None, webhook_guard: NetGuard | None = None) -> None:
         self._slack_token = slack_token
+        self._webhook_guard = NetGuard() if webhook_guard is None else webhook_guard
         self._telegram_token, self._telegram_base_url = telegram_token, telegram_base_url
         self._on_refused = on_refused
         self._slack_base_url = slack_base_url
@@ -93,7 +110,7 @@ class Channels:
         return Options(session=self._session, timeout=self._timeout, slack_token=self._slack_token,
                        slack_base_url=self._slack_base_url, console_stream=self._console_stream,
                        telegram_token=self._telegram_token, telegram_base_url=self._telegram_base_url,
-                       on_refused=self._on_refused)
+                       on_refused=self._on_refused, webhook_guard=self._webhook_guard)
 
     def channel(self, name: str) -> Channel:
         """The channel called `name` (`slack`, `webhook`, …); DeliveryError if there is none."""

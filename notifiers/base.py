@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import IO, Protocol, TypeVar
@@ -21,6 +21,7 @@ import aiohttp
 from core.errors import DeliveryError, SubscriptionError
 from core.model import Delivery
 from core.ports import Channel
+from notifiers.ssrf import NetGuard
 
 DEFAULT_TIMEOUT = 30.0
 MASK = "***"
@@ -46,6 +47,7 @@ class Options:
     telegram_token: str | None = None
     telegram_base_url: str = "https://api.telegram.org/bot"
     on_refused: Refused | None = None  # (destination, reason): it refused for good; runtime disables its subscriptions
+    webhook_guard: NetGuard = field(default_factory=NetGuard)  # where partner URLs may lead (ssrf.py)
 
 
 @dataclass(frozen=True, slots=True)

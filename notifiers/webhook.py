@@ -5,6 +5,11 @@ Standard Webhooks way with the subscription's own `whsec_…` secret: `webhook-i
 idempotency key, so a receiver that dedupes on it sees each alert once however often we retry.
 `webhook+http://` is accepted for loopback hosts only (local receivers, tests).
 
+Every POST goes through the outbound guard (`ssrf.py`, built from `Options.webhook_guard`): the channel owns a
+session whose resolver and sockets refuse internal addresses unless explicitly allowed, with connect and read
+timeouts, no redirects followed and at most `max_body` bytes of the answer read. A refused address is a
+DeliveryError that is not retriable.
+
 Status → DeliveryError: 2xx ok; 408, 425, 429, 5xx, timeouts and connection errors are retriable
 (honouring `Retry-After`); 410 means the endpoint is gone for good; any other status is not retriable.
 """
@@ -41,6 +46,7 @@ from notifiers.base import (
     split_scheme,
     target_of,
 )
+from notifiers.ssrf import CONNECT_TIMEOUT, Blocked
 
 log = logging.getLogger(__name__)
 
@@ -140,10 +146,14 @@ class WebhookChannel:
     scheme = "webhook"
 
     def __init__(self, session: aiohttp.ClientSession, *, timeout: float = DEFAULT_TIMEOUT,
-                 clock: Callable[[], datetime] = _utcnow) -> None:
+                 clock: Callable[[], datetime] = _utcnow, connect_timeout: float = CONNECT_TIMEOUT,
+                 max_body: int = MAX_RESPONSE_BYTES, own_session: bool = False) -> None:
         self._session = session
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(connect_timeout, timeout),
+                                              sock_read=timeout)
         self._clock = clock
+        self._max_body = max_body
+        self._own_session = own_session
 
     async def send(self, delivery: Delivery) -> None:
         target = target_of(delivery, _target)  # parsed once per destination
@@ -167,18 +177,30 @@ class WebhookChannel:
         try:
             async with self._session.post(target.endpoint, data=body.encode(), headers=headers,
                                           timeout=self._timeout, allow_redirects=False) as response:
-                await response.content.read(MAX_RESPONSE_BYTES)  # drained so the connection can be reused
+                await response.content.read(self._max_body)  # at most this much of the answer is read
                 return response.status, parse_retry_after(response.headers.get("Retry-After"), self._clock())
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, Blocked):
+                raise DeliveryError(f"webhook {target.url()} not sent: {exc.os_error}", retriable=False) from exc
+            raise _unreachable(target, exc) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
-            reason = scrub(f"{type(exc).__name__}: {exc}".rstrip(": "))
-            raise DeliveryError(f"webhook {target.url()} unreachable: {reason}", retriable=True) from exc
+            raise _unreachable(target, exc) from exc
 
     async def aclose(self) -> None:
-        return None
+        if self._own_session:
+            await self._session.close()
+
+
+def _unreachable(target: WebhookTarget, exc: Exception) -> DeliveryError:
+    reason = scrub(f"{type(exc).__name__}: {exc}".rstrip(": "))
+    return DeliveryError(f"webhook {target.url()} unreachable: {reason}", retriable=True)
 
 
 def build(options: Options) -> Channel:
-    return WebhookChannel(options.session, timeout=options.timeout)
+    """The channel on a session of its own, through the outbound guard."""
+    guard = options.webhook_guard
+    return WebhookChannel(guard.session(), timeout=options.timeout, connect_timeout=guard.connect_timeout,
+                          max_body=guard.max_body, own_session=True)
 
 
 PLUGIN = Plugin("webhook", ("webhook+https", "webhook+http"), WebhookTarget.parse, build)

@@ -19,13 +19,13 @@ from rich.table import Table
 from core.codec import area_to_dict
 from core.errors import PublishError, SubscriptionError
 from core.model import Subscription
-from notifiers import mask, new_secret, validate_destination
-from runtime import sources_cli
+from notifiers import mask, new_secret, vet_destination
+from runtime import sources_cli, tenants_cli
 from runtime.embedded import Embedded
 from runtime.logs import configure
 from runtime.republish import republisher
 from runtime.settings import Settings
-from runtime.wiring import subscription_store
+from runtime.wiring import subscription_store, webhook_guard
 from streams.sqlite import Database, SourceState, StateStore
 from subscriptions.schemas import SubscriptionIn
 
@@ -99,7 +99,7 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
     settings = _settings(args)
     try:
         spec = _subscription_input(args)
-        destination = validate_destination(spec.to)
+        destination = asyncio.run(vet_destination(spec.to, webhook_guard(settings)))
     except pydantic.ValidationError as exc:
         err.print(f"[red]invalid subscription[/]\n{_errors(exc)}")
         return 2
@@ -252,11 +252,15 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_api(args: argparse.Namespace) -> int:
-    from runtime.api import serve  # noqa: PLC0415 - only the API role needs the HTTP server
+    from runtime.api import Unprotected, serve  # noqa: PLC0415 - only the API role needs the HTTP server
 
     overrides = {k: v for k, v in (("api_host", args.host), ("api_port", args.port)) if v is not None}
     settings = _settings(args).model_copy(update=overrides)
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except Unprotected as exc:
+        err.print(f"[red]{exc.code}[/]")
+        return 2
     return 0
 
 
@@ -310,6 +314,7 @@ def parser() -> argparse.ArgumentParser:
     unsub.set_defaults(func=cmd_unsubscribe)
     sub.add_parser("config", help="print the effective settings, secrets masked").set_defaults(func=cmd_config)
     sources_cli.add_parser(sub, _settings)
+    tenants_cli.add_parser(sub, _settings)
     quarantine = sub.add_parser("quarantine", help="rows that could not be read, with the reason")
     quarantine.add_argument("--limit", type=int, default=50)
     quarantine.add_argument("--json", action="store_true")

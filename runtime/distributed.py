@@ -52,7 +52,7 @@ from runtime.health import Problems, read_problems, watch_store
 from runtime.logs import configure
 from runtime.settings import Settings
 from runtime.telegram import disabler, run_bot, telegram_options
-from runtime.wiring import subscription_store
+from runtime.wiring import subscription_store, webhook_guard
 from streams.bus.kafka import COMPACTED, KafkaBus, Topics, TopicSpec, bootstrap_of, ensure_topics
 from streams.faust_app import Streams, StreamsConfig
 from streams.kafka_view import ViewUpdater
@@ -255,7 +255,8 @@ async def run_notifier(s: DistributedSettings, channel: str) -> None:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=s.http_timeout)) as session:
         channels = Channels(slack_token=s.slack_bot_token.get_secret_value() if s.slack_bot_token else None,
                             slack_base_url=s.slack_api_url, console_stream=sys.stdout, timeout=s.http_timeout,
-                            session=session, on_refused=disabler(refusals), **telegram_options(s))
+                            session=session, on_refused=disabler(refusals), webhook_guard=webhook_guard(s),
+                            **telegram_options(s))
         worker = KafkaNotifier(conf, store, guard, channels, policy=RetryPolicy(max_attempts=s.max_attempts))
         try:
             async with asyncio.TaskGroup() as tasks:

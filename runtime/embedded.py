@@ -31,6 +31,7 @@ from producers import adapter_for, open_source
 from runtime.bots import serve_bots
 from runtime.settings import Settings
 from runtime.telegram import DATASET, disabler, host_bot, telegram_options
+from runtime.wiring import webhook_guard
 from streams.held_sqlite import HeldEvent
 from streams.processor import Outcome, Processor, deliveries_for
 from streams.sqlite import Database, SourceState, SqliteOutbox, StateStore, ts
@@ -102,7 +103,8 @@ class Embedded:
         self.channels = Channels(
             slack_token=s.slack_bot_token.get_secret_value() if s.slack_bot_token else None,
             slack_base_url=s.slack_api_url, console_stream=self._console, timeout=s.http_timeout,
-            session=self.session, on_refused=disabler(self.subscriptions), **telegram_options(s),
+            session=self.session, on_refused=disabler(self.subscriptions), webhook_guard=webhook_guard(s),
+            **telegram_options(s),
         )
         self.processor = Processor(self.state, profiles=profile_for, min_ratio=s.min_snapshot_ratio,
                                    baseline_alerts=s.baseline_alerts,

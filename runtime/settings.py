@@ -11,6 +11,7 @@ Secrets are SecretStr and print masked (`Settings.masked()`).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -54,6 +55,10 @@ class Settings(BaseSettings):
     delivery_interval: float = Field(default=1.0, gt=0)
     max_attempts: int = Field(default=8, ge=1)
     http_timeout: float = Field(default=30.0, gt=0)
+    # networks webhook URLs may reach although not public (a local receiver, an on-premise partner):
+    # "127.0.0.0/8,::1". Empty (the default): public addresses only (notifiers/ssrf.py)
+    webhook_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    webhook_connect_timeout: float = Field(default=10.0, gt=0)
     slack_bot_token: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("slack_bot_token", "VIGIE_SLACK_BOT_TOKEN", "SLACK_BOT_TOKEN"),
@@ -79,14 +84,23 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8080, ge=0, le=65535)
     api_token: SecretStr | None = None
+    api_rate: float = Field(default=10.0, gt=0)  # requests per second per API key (burst: api_burst)
+    api_burst: float = Field(default=50.0, ge=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
     log_format: Literal["console", "json"] = "console"
 
-    @field_validator("sources", mode="before")
+    @field_validator("sources", "webhook_allow", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("webhook_allow")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)  # ValueError names the bad entry
         return value
 
     @property

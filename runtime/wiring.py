@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from core.ports import CurrentView, SubscriptionStore
 from core.profiles import PROFILES
+from notifiers.ssrf import NetGuard, NetPolicy
 from runtime.settings import Settings
 from streams.view_sqlite import SqliteCurrentView
+from subscriptions.keys import KeyStore, SqliteKeyStore
 from subscriptions.sqlite import SqliteSubscriptionStore
 
 REDIS = ("redis://", "rediss://")
@@ -37,6 +39,16 @@ def subscription_store(settings: Settings) -> SubscriptionStore:
     return RedisSubscriptionStore(url, publisher=publisher, namespace=settings.namespace)
 
 
+def key_store(settings: Settings) -> KeyStore:
+    """Tenants' API keys, next to the subscriptions: in their SQLite file, or in their Redis."""
+    url = settings.subscription_store
+    if not url.startswith(REDIS):
+        return SqliteKeyStore(url)
+    from subscriptions.redis_keys import RedisKeyStore  # noqa: PLC0415 - optional extra
+
+    return RedisKeyStore(url, namespace=settings.namespace)
+
+
 async def current_views(settings: Settings) -> dict[str, CurrentView]:
     """One current-state view per known dataset, where the runtime keeps them."""
     url = settings.subscription_store
@@ -45,3 +57,9 @@ async def current_views(settings: Settings) -> dict[str, CurrentView]:
 
         return {name: RedisCurrentView(url, dataset=name, namespace=settings.namespace) for name in PROFILES}
     return {name: await SqliteCurrentView.connect(settings.state, dataset=name) for name in PROFILES}
+
+
+def webhook_guard(settings: Settings) -> NetGuard:
+    """The outbound guard of partner URLs: public addresses only, plus `webhook_allow`."""
+    return NetGuard(NetPolicy.allowing(settings.webhook_allow), connect_timeout=settings.webhook_connect_timeout,
+                    read_timeout=settings.http_timeout)

@@ -12,16 +12,18 @@ A write that is stored but could not be published to the stream workers yet (Pub
 down) answers 202 instead of 201/204, with the same body: it is kept and published later (the API role sends
 pending writes again periodically), so the client must not retry it (a retried POST would subscribe twice).
 
+Callers are tenants with API keys (`Authorization: Bearer vk_…`, subscriptions/auth.py): a subscription
+belongs to the tenant that made it, and any other tenant gets 404 for it, as if it did not exist.
 Every error is `application/problem+json` (RFC 9457) with a precise `detail`, and `errors` listing
-each invalid field. With a token configured, /v1 asks for `Authorization: Bearer <token>`.
-Destination checks and secret generation are injected by runtime/ (they belong to notifiers/).
+each invalid field by its path. Destination checks (including the outbound guard's) and secret generation are
+injected by runtime/ (they belong to notifiers/).
 """
 
 from __future__ import annotations
 
-import hmac
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import pydantic
@@ -31,9 +33,11 @@ from core.codec import area_to_dict, record_to_dict
 from core.errors import PublishError, SubscriptionError
 from core.model import Subscription
 from core.ports import CurrentView, SubscriptionStore
+from subscriptions.auth import AUTH, PROBLEM, Auth, Problem, authenticate, caller_of, problems
 from subscriptions.schemas import SubscriptionIn, parse_distance
 
-PROBLEM = "application/problem+json"
+__all__ = ["PROBLEM", "Auth", "Hooks", "Problem", "create_app"]
+
 STORE: web.AppKey[SubscriptionStore] = web.AppKey("store")
 VIEWS: web.AppKey[Mapping[str, CurrentView]] = web.AppKey("views")
 HOOKS: web.AppKey[Hooks] = web.AppKey("hooks")
@@ -42,52 +46,12 @@ HOOKS: web.AppKey[Hooks] = web.AppKey("hooks")
 class Hooks:
     """What the API needs from other packages, handed in by runtime/."""
 
-    def __init__(self, *, validate_destination: Callable[[str], str], new_secret: Callable[[], str],
-                 mask: Callable[[str], str], ready: Callable[[], Awaitable[bool]] | None = None,
-                 token: str | None = None) -> None:
-        self.validate_destination = validate_destination
+    def __init__(self, *, check_destination: Callable[[str], Awaitable[str]], new_secret: Callable[[], str],
+                 mask: Callable[[str], str], ready: Callable[[], Awaitable[bool]] | None = None) -> None:
+        self.check_destination = check_destination  # the normalised URL, or SubscriptionError
         self.new_secret = new_secret
         self.mask = mask
         self.ready = ready
-        self.token = token
-
-
-class Problem(Exception):
-    """An RFC 9457 problem; the middleware turns it into an application/problem+json response."""
-
-    def __init__(self, status: int, title: str, detail: str, **extra: Any) -> None:
-        super().__init__(detail)
-        self.body = {"type": f"/problems/{title.lower().replace(' ', '-')}", "title": title, "status": status,
-                     "detail": detail, **extra}
-        self.status = status
-
-    def response(self) -> web.Response:
-        return web.json_response(self.body, status=self.status, content_type=PROBLEM)
-
-
-@web.middleware
-async def problems(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                   ) -> web.StreamResponse:
-    """Problems, and aiohttp's own errors (unknown route, 405, 413), all as problem+json."""
-    try:
-        return await handler(request)
-    except Problem as exc:
-        return exc.response()
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return Problem(exc.status, exc.reason, exc.text or exc.reason).response()
-
-
-@web.middleware
-async def bearer(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                 ) -> web.StreamResponse:
-    token = request.app[HOOKS].token
-    if token and request.path.startswith("/v1/"):
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(given.encode(), token.encode()):
-            raise Problem(401, "Unauthorized", "send Authorization: Bearer <token>")
-    return await handler(request)
 
 
 def public(subscription: Subscription, mask: Callable[[str], str]) -> dict[str, Any]:
@@ -110,14 +74,18 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def _spec(body: dict[str, Any], hooks: Hooks) -> SubscriptionIn:
+def invalid(exc: pydantic.ValidationError, title: str, status: int = 422) -> Problem:
+    """One problem listing every invalid field by its path (`bbox`, `polygon`, `kinds`, `area.near.0`)."""
+    errors = [{"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]} for e in exc.errors()]
+    return Problem(status, title, "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors)
+
+
+async def _spec(body: dict[str, Any], hooks: Hooks) -> SubscriptionIn:
     try:
         spec = SubscriptionIn.model_validate(body)
-        destination = hooks.validate_destination(spec.to)
+        destination = await hooks.check_destination(spec.to)
     except pydantic.ValidationError as exc:
-        errors = [{"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]} for e in exc.errors()]
-        raise Problem(422, "Invalid Subscription", "; ".join(f"{e['field']}: {e['message']}" for e in errors),
-                      errors=errors) from exc
+        raise invalid(exc, "Invalid Subscription") from exc
     except SubscriptionError as exc:
         raise Problem(422, "Invalid Subscription", str(exc), errors=[{"field": "to", "message": str(exc)}]) from exc
     secret = spec.secret or (hooks.new_secret() if destination.startswith("webhook") else None)
@@ -126,8 +94,8 @@ def _spec(body: dict[str, Any], hooks: Hooks) -> SubscriptionIn:
 
 async def create(request: web.Request) -> web.Response:
     hooks = request.app[HOOKS]
-    spec = _spec(await _json_object(request), hooks)
-    subscription = spec.to_subscription(f"sub_{secrets.token_hex(5)}")
+    spec = await _spec(await _json_object(request), hooks)
+    subscription = replace(spec.to_subscription(f"sub_{secrets.token_hex(5)}"), owner=caller_of(request).tenant)
     published = await _stored(request.app[STORE].put(subscription))
     body = public(subscription, hooks.mask) | ({"secret": subscription.secret} if subscription.secret else {})
     return web.json_response(body, status=201 if published else 202,
@@ -144,20 +112,25 @@ async def _stored(write: Awaitable[None]) -> bool:
 
 
 async def listing(request: web.Request) -> web.Response:
-    mask = request.app[HOOKS].mask
-    return web.json_response([public(s, mask) for s in await request.app[STORE].all()])
+    mask, tenant = request.app[HOOKS].mask, caller_of(request).tenant
+    return web.json_response([public(s, mask) for s in await request.app[STORE].all() if s.owner == tenant])
+
+
+async def owned(request: web.Request) -> Subscription:
+    """The subscription named in the path if the caller's tenant owns it; 404 otherwise (never 403)."""
+    sid = request.match_info["id"]
+    found = await request.app[STORE].get(sid)
+    if found is None or found.owner != caller_of(request).tenant:
+        raise Problem(404, "Not Found", f"no subscription {sid}")
+    return found
 
 
 async def fetch(request: web.Request) -> web.Response:
-    sid = request.match_info["id"]
-    found = await request.app[STORE].get(sid)
-    if found is None:
-        raise Problem(404, "Not Found", f"no subscription {sid}")
-    return web.json_response(public(found, request.app[HOOKS].mask))
+    return web.json_response(public(await owned(request), request.app[HOOKS].mask))
 
 
 async def delete(request: web.Request) -> web.Response:
-    sid = request.match_info["id"]
+    sid = (await owned(request)).id
     try:
         existed = await request.app[STORE].delete(sid)
     except PublishError:  # raised only after a deletion (and logged by the store): the tombstone comes later
@@ -194,9 +167,7 @@ async def near(request: web.Request) -> web.Response:
     try:
         q = NearQuery.model_validate(dict(request.query))
     except pydantic.ValidationError as exc:
-        errors = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
-        raise Problem(400, "Invalid Query", "; ".join(f"{e['field']}: {e['message']}" for e in errors),
-                      errors=errors) from exc
+        raise invalid(exc, "Invalid Query", 400) from exc
     found = await view.near(q.lat, q.lon, q.radius, max_rating=q.max_rating, limit=q.limit)
     return web.json_response([{"distance_m": round(d, 1), **record_to_dict(r)} for r, d in found])
 
@@ -219,10 +190,10 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready"})
 
 
-def create_app(store: SubscriptionStore, hooks: Hooks, views: Mapping[str, CurrentView] | None = None
-               ) -> web.Application:
-    app = web.Application(middlewares=[problems, bearer], client_max_size=256 * 1024)
-    app[STORE], app[HOOKS], app[VIEWS] = store, hooks, dict(views or {})
+def create_app(store: SubscriptionStore, hooks: Hooks, views: Mapping[str, CurrentView] | None = None, *,
+               auth: Auth) -> web.Application:
+    app = web.Application(middlewares=[problems, authenticate], client_max_size=256 * 1024)
+    app[STORE], app[HOOKS], app[VIEWS], app[AUTH] = store, hooks, dict(views or {}), auth
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_post("/v1/subscriptions", create)

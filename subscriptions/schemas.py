@@ -7,10 +7,12 @@ pydantic.ValidationError with one precise message per bad field.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from core.errors import SubscriptionError
 from core.geo import AdminArea, Area, BBox, Circle, Everywhere, Point, Polygon
 from core.model import Filter, Kind, Subscription
 
@@ -38,6 +40,14 @@ def parse_latlon(value: str | list[float] | tuple[float, float]) -> tuple[float,
     if not (-90 <= lat <= 90 and -180 <= lon <= 180):
         raise ValueError(f"coordinates out of range: {lat},{lon}")
     return lat, lon
+
+
+def _buildable(make: Callable[[], Area]) -> None:
+    """ValueError (a pydantic error on the field) when the area cannot be built."""
+    try:
+        make()
+    except (SubscriptionError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        raise ValueError(str(exc) or type(exc).__name__) from exc
 
 
 class SubscriptionIn(BaseModel):
@@ -71,6 +81,20 @@ class SubscriptionIn(BaseModel):
     @classmethod
     def _radius(cls, value: Any) -> Any:
         return None if value is None else parse_distance(value)
+
+    @field_validator("bbox")
+    @classmethod
+    def _bbox(cls, value: tuple[float, float, float, float] | None) -> tuple[float, float, float, float] | None:
+        if value is not None:
+            _buildable(lambda: BBox(*value))
+        return value
+
+    @field_validator("polygon")
+    @classmethod
+    def _polygon(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            _buildable(lambda: Polygon.from_geojson(value))
+        return value
 
     @field_validator("kinds")
     @classmethod

@@ -117,7 +117,8 @@ async def run_demo(*, lang: str = "fr", keep: bool = False, console: Console | N
         async with stage() as s:
             s.portal.publish(DATASET_ID, story.first.rows, modified=story.first.modified)
             settings = Settings(sources=[s.portal.url_for(DATASET_ID)], state=f"sqlite:///{workdir / 'vigie.db'}",
-                                slack_api_url=s.slack_url, slack_bot_token=s.slack_token)
+                                slack_api_url=s.slack_url, slack_bot_token=s.slack_token,
+                                webhook_allow=["127.0.0.0/8"])  # the partner's receiver runs on this machine
             store = SqliteSubscriptionStore(settings.state)
             for sub in demo_subscriptions(s):
                 await store.put(sub)

@@ -15,10 +15,10 @@ import aiohttp
 import pytest
 
 try:
-    from tests.unit.notifiers.support import delivery
+    from tests.unit.notifiers.support import LOCAL_RECEIVERS, delivery
 except ModuleNotFoundError:  # pytest run as a script: the repository root is not on sys.path yet
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from tests.unit.notifiers.support import delivery
+    from tests.unit.notifiers.support import LOCAL_RECEIVERS, delivery
 
 from core import render, slack_blocks
 from core.errors import DeliveryError
@@ -50,7 +50,8 @@ async def slack_api() -> AsyncIterator[FakeSlackApi]:
 
 @pytest.fixture
 async def channels(slack_api: FakeSlackApi) -> AsyncIterator[Channels]:
-    hub = Channels(slack_token=DEFAULT_TOKEN, slack_base_url=slack_api.base_url, timeout=5.0)
+    hub = Channels(slack_token=DEFAULT_TOKEN, slack_base_url=slack_api.base_url, timeout=5.0,
+                   webhook_guard=LOCAL_RECEIVERS)
     yield hub
     await hub.aclose()
 

@@ -16,7 +16,7 @@ from notifiers.ratelimit import Rate, RateLimiter
 from notifiers.worker import DrainResult, OutboxWorker, RetryPolicy, Sender
 from runtime.demo.receiver import WebhookReceiver
 from runtime.demo.slack_api import DEFAULT_TOKEN, FakeSlackApi
-from tests.unit.notifiers.support import T0, Clock, MemoryOutbox, delivery
+from tests.unit.notifiers.support import LOCAL_RECEIVERS, T0, Clock, MemoryOutbox, delivery
 
 SECRET = new_secret()
 SECOND = timedelta(seconds=1)
@@ -26,7 +26,7 @@ NO_LIMITS = RateLimiter({})
 @pytest.fixture
 async def channels(slack_api: FakeSlackApi) -> AsyncIterator[Channels]:
     hub = Channels(slack_token=DEFAULT_TOKEN, slack_base_url=slack_api.base_url, console_stream=io.StringIO(),
-                   timeout=5.0)
+                   timeout=5.0, webhook_guard=LOCAL_RECEIVERS)
     yield hub
     await hub.aclose()
 
