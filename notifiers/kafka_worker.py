@@ -43,16 +43,19 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from core.codec import DELIVERY, decode, delivery_from_dict, read
+from core.codec import DELIVERY, KAFKA_HEADERS, decode, delivery_from_dict, read
 from core.errors import DeliveryError, EnvelopeError, StoreLost
 from core.model import Delivery
+from core.schedule import release_at
 from notifiers import mask
 from notifiers.guard import Claim
+from notifiers.held import Held, HeldDeliveries, release_forever
 from notifiers.kafka_messages import (
     Guard,
     Headers,
@@ -70,8 +73,8 @@ from notifiers.worker import RetryPolicy
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CLOCK_SKEW_S", "Guard", "Headers", "KafkaNotifier", "NotifierConfig", "Outgoing", "Record",
-           "Subscriptions", "dead_letter_headers", "header", "retry_header"]
+__all__ = ["CLOCK_SKEW_S", "Guard", "Headers", "KafkaNotifier", "NotifierConfig", "Outgoing", "Record", "Subscriptions",
+           "dead_letter_headers", "header", "retry_header"]
 
 BUSY_REASON = "claimed by another notifier"
 FETCH_MIN_BYTES = 64 * 1024
@@ -94,7 +97,7 @@ class KafkaNotifier:
 
     def __init__(self, conf: NotifierConfig, subscriptions: Subscriptions, guard: Guard, sender: Sender, *,
                  policy: RetryPolicy | None = None, clock: Callable[[], float] = time.time,
-                 rng: Callable[[], float] = random.random) -> None:
+                 rng: Callable[[], float] = random.random, held: HeldDeliveries | None = None) -> None:
         self.conf = conf
         self._subscriptions = subscriptions
         self._guard = guard
@@ -104,6 +107,7 @@ class KafkaNotifier:
         self.longest_wait_s = max(self._policy.max_delay, conf.busy_delay_s, conf.inline_wait_s) + CLOCK_SKEW_S
         self._clock = clock
         self._rng = rng
+        self._held = held  # digests and quiet hours (core/schedule.py); None: every alert goes at once
         self._slots = asyncio.Semaphore(conf.concurrency)
         self._producer = AIOKafkaProducer(bootstrap_servers=conf.bootstrap, acks="all", enable_idempotence=True,
                                           linger_ms=2, client_id=f"{conf.group}-requeue")
@@ -111,8 +115,7 @@ class KafkaNotifier:
         self.last_poll = 0.0
 
     def _consumer(self, topic: str, group: str) -> AIOKafkaConsumer:
-        # a fetch waits for FETCH_MIN_BYTES or FETCH_WAIT_MS: a trickle of deliveries costs the broker and us a
-        # few fetches a second instead of one per message, for at most FETCH_WAIT_MS of latency
+        # a fetch waits for FETCH_MIN_BYTES or FETCH_WAIT_MS: a few fetches a second for a trickle, not one a message
         consumer = AIOKafkaConsumer(bootstrap_servers=self.conf.bootstrap, group_id=group,
                                     client_id=group, enable_auto_commit=False, auto_offset_reset="earliest",
                                     session_timeout_ms=int(self.conf.session_timeout_s * 1000),
@@ -132,6 +135,8 @@ class KafkaNotifier:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._loop(main, stop, delayed=False))
                 tasks.create_task(self._loop(retry, stop, delayed=True))
+                if self._held is not None:
+                    tasks.create_task(release_forever(self._held, self._unhold, self._clock, stop))
         finally:
             await retry.stop()
             await main.stop()
@@ -203,7 +208,7 @@ class KafkaNotifier:
                 out.append(Outgoing(self.conf.dlq(record.topic), record, dead_letter_headers(record, str(exc))))
         if not read:
             return out
-        live = await self._resolve(read)
+        live = await self._hold(await self._resolve(read))
         claimed_at = time.monotonic()
         claims = await self._guard.claim_many([job.delivery.key for job in live])
         claimed: list[_Job] = []
@@ -219,6 +224,25 @@ class KafkaNotifier:
         finally:  # what was sent stays sent, even when another delivery of the batch hit trouble
             await self._guard.done_many(sent)
         return out + [outgoing for result in results for outgoing in result]
+
+    async def _hold(self, live: list[_Job]) -> list[_Job]:
+        """The jobs to send now; those a digest or quiet hours hold go to the held set until their time."""
+        if self._held is None:
+            return live
+        now, due, held = datetime.fromtimestamp(self._clock(), UTC), [], []
+        for job in live:
+            until = release_at(job.delivery.subscription, job.delivery.change, now)
+            if until is None:
+                due.append(job)
+            else:
+                held.append((until.timestamp(), Held(job.record.key, job.record.value or b"", job.attempt)))
+        await self._held.hold_many(held)
+        return due
+
+    async def _unhold(self, held: Held) -> None:
+        """A held delivery that is due, to the retry topic (due at once there)."""
+        headers = [*KAFKA_HEADERS, ("vigie-attempt", str(held.attempt).encode())]
+        await self._producer.send_and_wait(self.conf.retry_topic, held.value, key=held.key, headers=headers)
 
     async def _queues(self, claimed: list[_Job]) -> list[list[Sequence[_Job]]]:
         """Claimed jobs by queue (`merging.queue_key`), each cut in messages (one per job, or up to the merge limit
@@ -289,10 +313,8 @@ class KafkaNotifier:
         sent += [job.delivery.key for job in message]
         self.sent += len(message)
         if log.isEnabledFor(logging.INFO):  # the masking and the context cost more than the check
-            for job in message:
-                log.info("delivered %s to %s%s", job.delivery.key, mask(job.delivery.subscription.destination),
-                         f" (merged with {len(message) - 1} more)" if len(message) > 1 else "",
-                         extra=_context(job.delivery))
+            log.info("delivered %s to %s", ", ".join(job.delivery.key for job in message),
+                     mask(head.delivery.subscription.destination), extra=_context(head.delivery))
         return out
 
     async def _reclaim(self, message: Sequence[_Job], claimed_at: float) -> tuple[Sequence[_Job], list[Outgoing]]:

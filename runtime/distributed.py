@@ -43,6 +43,7 @@ from pydantic_settings import NoDecode
 
 from notifiers import PLUGINS, Channels
 from notifiers.guard import RATE_POLICY, DeliveryGuard, Limit
+from notifiers.held import HeldDeliveries
 from notifiers.kafka_worker import KafkaNotifier, NotifierConfig
 from notifiers.ratelimit import Rate
 from notifiers.worker import RetryPolicy
@@ -257,7 +258,9 @@ async def run_notifier(s: DistributedSettings, channel: str) -> None:
                             slack_base_url=s.slack_api_url, console_stream=sys.stdout, timeout=s.http_timeout,
                             session=session, on_refused=disabler(refusals), webhook_guard=webhook_guard(s),
                             **telegram_options(s))
-        worker = KafkaNotifier(conf, store, guard, channels, policy=RetryPolicy(max_attempts=s.max_attempts))
+        held = HeldDeliveries(s.redis_url, namespace=s.namespace, channel=channel)  # digests and quiet hours
+        worker = KafkaNotifier(conf, store, guard, channels, policy=RetryPolicy(max_attempts=s.max_attempts),
+                               held=held)
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(_heartbeat(s.heartbeat(f"notifier-{channel}"), stop))
@@ -265,6 +268,7 @@ async def run_notifier(s: DistributedSettings, channel: str) -> None:
         finally:
             await channels.aclose()
             await guard.aclose()
+            await held.aclose()
             await store.aclose()
             await refusals.aclose()
 
