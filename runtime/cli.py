@@ -84,7 +84,8 @@ def _subscription_input(args: argparse.Namespace) -> SubscriptionIn:
         "everywhere": args.everywhere, "rating_at_least": args.rating_at_least, "lang": args.lang,
         "kinds": frozenset(k for k in (args.kinds or "").split(",") if k),
         "datasets": frozenset(d for d in (args.dataset or "").split(",") if d),
-        "secret": args.secret, "label": args.label or "",
+        "secret": args.secret, "label": args.label or "", "digest": args.digest, "quiet": args.quiet or "",
+        "timezone": args.timezone,
     }
     if args.near and args.radius is None:
         fields["radius_m"] = "1km"
@@ -287,6 +288,9 @@ def _subscribe_parser(sub: Any) -> None:
     p.add_argument("--lang", choices=("fr", "en"), default="fr")
     p.add_argument("--secret", help="webhook signing secret whsec_… (generated when absent)")
     p.add_argument("--label", help="a note for yourself")
+    p.add_argument("--digest", help="send alerts together every N hours: 6h (urgent ones go at once)")
+    p.add_argument("--quiet", help="hold alerts during these hours: 22:00-07:00 (urgent ones go anyway)")
+    p.add_argument("--timezone", help="of --digest and --quiet (default Europe/Paris)")
     p.set_defaults(func=cmd_subscribe)
 
 

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.errors import SubscriptionError
 from core.geo import AdminArea, Area, BBox, Circle, Everywhere, Point, Polygon
 from core.model import Filter, Kind, Subscription
+from core.schedule import DEFAULT_TIMEZONE, parse_digest, parse_quiet, quiet_text, zone
+
+T = TypeVar("T")
 
 KINDS = frozenset(k.value for k in Kind)
 _DISTANCE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(km|m)?\s*$", re.IGNORECASE)
@@ -71,6 +74,24 @@ class SubscriptionIn(BaseModel):
     lang: Literal["fr", "en"] = "fr"
     secret: Annotated[str, Field(pattern=r"^whsec_[A-Za-z0-9+/=]{24,}$")] | None = None
     label: str = Field(default="", max_length=200)
+    digest: int | str | None = Field(default=None, description="hours between digests: 6h (1 to 24); none: at once")
+    quiet: str = Field(default="", description="quiet hours such as 22:00-07:00 (urgent alerts go anyway)")
+    timezone: str = DEFAULT_TIMEZONE
+
+    @field_validator("digest")
+    @classmethod
+    def _digest(cls, value: int | str | None) -> int:
+        return _checked(lambda: parse_digest(value))
+
+    @field_validator("quiet")
+    @classmethod
+    def _quiet(cls, value: str) -> str:
+        return _checked(lambda: quiet_text(parse_quiet(value)))
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        return _checked(lambda: zone(value).key)
 
     @field_validator("near", mode="before")
     @classmethod
@@ -130,4 +151,5 @@ class SubscriptionIn(BaseModel):
         return Subscription(
             id=subscription_id, area=self.area(), destination=self.to, lang=self.lang, secret=self.secret,
             label=self.label, filter=Filter(self.datasets, self.kinds, self.rating_at_least),
+            digest_hours=int(self.digest or 0), quiet_hours=self.quiet, timezone=self.timezone,
         )
