@@ -53,6 +53,14 @@ def _buildable(make: Callable[[], Area]) -> None:
         raise ValueError(str(exc) or type(exc).__name__) from exc
 
 
+def _checked(read: Callable[[], T]) -> T:
+    """A core/schedule.py reading, its SubscriptionError as a pydantic error on the field."""
+    try:
+        return read()
+    except SubscriptionError as exc:
+        raise ValueError(str(exc)) from exc
+
+
 class SubscriptionIn(BaseModel):
     """Exactly one area (near+radius, an admin code, bbox, polygon or everywhere) and a destination."""
 
