@@ -7,6 +7,7 @@
     DELETE /v1/subscriptions/{id}                 204 (202: deleted, published later)
     GET    /v1/datasets/{dataset}/near?lat=&lon=&radius=1km&max_rating=2&limit=20
     GET    /v1/datasets/{dataset}/entities/{entity}
+    GET    /openapi.json                          OpenAPI 3.1, generated from OPERATIONS (subscriptions/openapi.py)
 
 A write that is stored but could not be published to the stream workers yet (PublishError: the broker is
 down) answers 202 instead of 201/204, with the same body: it is kept and published later (the API role sends
@@ -34,13 +35,16 @@ from core.errors import PublishError, SubscriptionError
 from core.model import Subscription
 from core.ports import CurrentView, SubscriptionStore
 from subscriptions.auth import AUTH, PROBLEM, Auth, Problem, authenticate, caller_of, problems
-from subscriptions.schemas import SubscriptionIn, parse_distance
+from subscriptions.models import NearQuery, Place, Status, SubscriptionCreated, SubscriptionOut
+from subscriptions.openapi import Answer, Operation, document
+from subscriptions.schemas import SubscriptionIn
 
 __all__ = ["PROBLEM", "Auth", "Hooks", "Problem", "create_app"]
 
 STORE: web.AppKey[SubscriptionStore] = web.AppKey("store")
 VIEWS: web.AppKey[Mapping[str, CurrentView]] = web.AppKey("views")
 HOOKS: web.AppKey[Hooks] = web.AppKey("hooks")
+DOCUMENT: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
 
 
 class Hooks:
@@ -55,11 +59,11 @@ class Hooks:
 
 
 def public(subscription: Subscription, mask: Callable[[str], str]) -> dict[str, Any]:
-    return {"id": subscription.id, "destination": mask(subscription.destination),
-            "area": area_to_dict(subscription.area), "lang": subscription.lang, "label": subscription.label,
-            "kinds": sorted(subscription.filter.kinds), "datasets": sorted(subscription.filter.datasets),
-            "rating_at_least": subscription.filter.min_rating, "paused": subscription.paused,
-            "disabled_reason": subscription.disabled_reason}
+    return SubscriptionOut(
+        id=subscription.id, destination=mask(subscription.destination), area=area_to_dict(subscription.area),
+        lang=subscription.lang, label=subscription.label, kinds=sorted(subscription.filter.kinds),
+        datasets=sorted(subscription.filter.datasets), rating_at_least=subscription.filter.min_rating,
+        paused=subscription.paused, disabled_reason=subscription.disabled_reason).model_dump()
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:
@@ -148,20 +152,6 @@ def _view(request: web.Request) -> CurrentView:
     return view
 
 
-class NearQuery(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(extra="forbid")
-    lat: float = pydantic.Field(ge=-90, le=90)
-    lon: float = pydantic.Field(ge=-180, le=180)
-    radius: float = pydantic.Field(default=1000, gt=0, le=50_000)
-    max_rating: int | None = pydantic.Field(default=None, ge=1, le=4)
-    limit: int = pydantic.Field(default=20, ge=1, le=200)
-
-    @pydantic.field_validator("radius", mode="before")
-    @classmethod
-    def _distance(cls, value: Any) -> Any:
-        return parse_distance(value) if isinstance(value, str) else value
-
-
 async def near(request: web.Request) -> web.Response:
     view = _view(request)
     try:
@@ -190,16 +180,39 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready"})
 
 
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(request.app[DOCUMENT])
+
+
+_NOT_FOUND, _INVALID = (404,), (400, 404, 415, 422)
+OPERATIONS = (
+    Operation("GET", "/healthz", healthz, "liveness", None, {200: Answer("alive", Status)}),
+    Operation("GET", "/readyz", readyz, "readiness: the stores answer", None, {200: Answer("ready", Status)},
+              problems=(503,)),
+    Operation("GET", "/openapi.json", openapi, "this document", None, {200: Answer("OpenAPI 3.1")}),
+    Operation("POST", "/v1/subscriptions", create, "subscribe", "write", {
+        201: Answer("created; the webhook secret is in the answer, once", SubscriptionCreated, headers=("Location",)),
+        202: Answer("stored, published to the stream workers later: do not retry", SubscriptionCreated,
+                    headers=("Location",))}, body=SubscriptionIn, problems=_INVALID),
+    Operation("GET", "/v1/subscriptions", listing, "the tenant's subscriptions", "read",
+              {200: Answer("every subscription of the caller's tenant", SubscriptionOut, many=True)}),
+    Operation("GET", "/v1/subscriptions/{id}", fetch, "one subscription", "read",
+              {200: Answer("the subscription", SubscriptionOut)}, problems=_NOT_FOUND),
+    Operation("DELETE", "/v1/subscriptions/{id}", delete, "unsubscribe", "write",
+              {204: Answer("deleted"), 202: Answer("deleted, published later")}, problems=_NOT_FOUND),
+    Operation("GET", "/v1/datasets/{dataset}/near", near, "current records near a point, nearest first", "read",
+              {200: Answer("records with their distance", Place, many=True)}, query=NearQuery,
+              problems=(400, 404)),
+    Operation("GET", "/v1/datasets/{dataset}/entities/{entity}", entity, "the current record of an entity", "read",
+              {200: Answer("the record", Place)}, problems=_NOT_FOUND),
+)
+
+
 def create_app(store: SubscriptionStore, hooks: Hooks, views: Mapping[str, CurrentView] | None = None, *,
                auth: Auth) -> web.Application:
     app = web.Application(middlewares=[problems, authenticate], client_max_size=256 * 1024)
     app[STORE], app[HOOKS], app[VIEWS], app[AUTH] = store, hooks, dict(views or {}), auth
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_post("/v1/subscriptions", create)
-    app.router.add_get("/v1/subscriptions", listing)
-    app.router.add_get("/v1/subscriptions/{id}", fetch)
-    app.router.add_delete("/v1/subscriptions/{id}", delete)
-    app.router.add_get("/v1/datasets/{dataset}/near", near)
-    app.router.add_get("/v1/datasets/{dataset}/entities/{entity}", entity)
+    app[DOCUMENT] = document(OPERATIONS)
+    for op in OPERATIONS:
+        app.router.add_route(op.method, op.path, op.handler)
     return app

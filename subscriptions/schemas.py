@@ -104,12 +104,15 @@ class SubscriptionIn(BaseModel):
     @field_validator("near", mode="before")
     @classmethod
     def _near(cls, value: Any) -> Any:
-        return None if value is None else parse_latlon(value)
+        if isinstance(value, str) or (isinstance(value, list | tuple) and len(value) == 2
+                                      and all(isinstance(v, int | float) for v in value)):
+            return parse_latlon(value)
+        return value  # None, or not a pair of numbers: pydantic says what is wrong
 
     @field_validator("radius_m", mode="before")
     @classmethod
     def _radius(cls, value: Any) -> Any:
-        return None if value is None else parse_distance(value)
+        return parse_distance(value) if isinstance(value, str) else value
 
     @field_validator("bbox")
     @classmethod
