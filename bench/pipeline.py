@@ -53,6 +53,7 @@ from core.geo import AdminArea
 from core.match import GridIndex
 from core.model import Record, Subscription, stable_hash
 from core.ports import RawSnapshot, Snapshot
+from core.profiles import profile_for
 from notifiers.ratelimit import RateLimiter
 from notifiers.webhook import new_secret
 from notifiers.worker import OutboxWorker
@@ -300,10 +301,12 @@ async def publish_paced(producer: AIOKafkaProducer, topic: str, snapshot: Snapsh
         sent[record.key] = time.time()
         value = record_envelope(record, snapshot=snapshot_id, version=snapshot.version, source=SOURCE,
                                 baseline=False, at=at).encode()
-        await producer.send(topic, value, key=record.entity.encode())
-    for partition in sorted(await producer.partitions_for(topic)):
+        await producer.send(topic, value, key=profile_for(record.dataset).partition_key(record).encode())
+    partitions = sorted(await producer.partitions_for(topic))
+    for partition in partitions:
         await producer.send(topic, end_envelope(snapshot, snapshot_id=snapshot_id, complete=True, baseline=False,
-                                                partition=partition, at=at).encode(), partition=partition)
+                                                partition=partition, partitions=len(partitions), at=at).encode(),
+                            partition=partition)
     await producer.flush()
     return sent
 

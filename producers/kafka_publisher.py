@@ -7,7 +7,7 @@ A snapshot goes out as
         inspections share a partition)
         data = core.codec.record_to_dict(record) + {snapshot, version, source, baseline}
     one SNAPSHOT_END envelope per partition of the topic, after every record
-        data = {snapshot, version, source, dataset, complete, floor, baseline, rows, partition}
+        data = {snapshot, version, source, dataset, complete, floor, baseline, rows, partition, partitions}
 
 `complete` False (incremental feed, failed or truncated download, too few rows) tells the diff agents to remove
 nothing; `floor` is `Profile.window_floor` of the whole snapshot (removals older than it are `aged_out`).
@@ -124,10 +124,11 @@ def record_envelope(record: Record, *, snapshot: str, version: str, source: str,
 
 
 def end_envelope(snapshot: Snapshot, *, snapshot_id: str, complete: bool, baseline: bool, partition: int,
-                 at: datetime) -> Envelope:
+                 partitions: int, at: datetime) -> Envelope:
     data = {"snapshot": snapshot_id, "version": snapshot.version, "source": snapshot.source,
             "dataset": snapshot.dataset, "complete": complete, "baseline": baseline, "rows": len(snapshot.records),
-            "floor": profile_for(snapshot.dataset).window_floor(snapshot.records), "partition": partition}
+            "floor": profile_for(snapshot.dataset).window_floor(snapshot.records), "partition": partition,
+            "partitions": partitions}
     return Envelope(stable_hash(snapshot_id, "end", str(partition)), SNAPSHOT_END, ENVELOPE_SOURCE,
                     snapshot.source, at, data)
 
@@ -167,7 +168,8 @@ class KafkaPublisher:
             await future
         partitions = sorted(await self._producer.partitions_for(topic))
         ends = [await self._producer.send(topic, end_envelope(
-            snapshot, snapshot_id=snapshot_id, complete=complete, baseline=baseline, partition=p, at=at).encode(),
+            snapshot, snapshot_id=snapshot_id, complete=complete, baseline=baseline, partition=p,
+            partitions=len(partitions), at=at).encode(),
             partition=p, headers=list(KAFKA_HEADERS)) for p in partitions]
         for future in ends:
             await future

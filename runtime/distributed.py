@@ -41,6 +41,7 @@ import aiohttp
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
+from core.storms import MassRule
 from notifiers import PLUGINS, Channels
 from notifiers.guard import RATE_POLICY, DeliveryGuard, Limit
 from notifiers.held import HeldDeliveries
@@ -56,6 +57,8 @@ from runtime.telegram import disabler, run_bot, telegram_options
 from runtime.wiring import subscription_store, webhook_guard
 from streams.bus.kafka import COMPACTED, KafkaBus, Topics, TopicSpec, bootstrap_of, ensure_topics
 from streams.faust_app import Streams, StreamsConfig
+from streams.held_redis import RedisHeldEvents
+from streams.kafka_gate import Gate
 from streams.kafka_view import ViewUpdater
 from streams.view_redis import RedisCurrentView
 from subscriptions.redis import RedisSubscriptionStore
@@ -114,7 +117,7 @@ def topic_specs(s: DistributedSettings) -> list[TopicSpec]:
     """Every topic the roles use, with its dead-letter topic; `subscriptions` compacted."""
     t, n = s.topics, s.partitions
     main = [TopicSpec(t.records(d), n) for d in s.all_datasets]
-    main += [TopicSpec(t.changes, n), TopicSpec(t.subscriptions, n, COMPACTED)]
+    main += [TopicSpec(t.changes, n), TopicSpec(t.subscriptions, n, COMPACTED), TopicSpec(t.gate, 1)]
     for channel in CHANNELS:
         main += [TopicSpec(t.deliveries(channel), n), TopicSpec(t.retry(channel), n)]
     return main + [TopicSpec(t.dlq(spec.name), 1) for spec in main]
@@ -221,8 +224,13 @@ async def run_streams(s: DistributedSettings) -> None:
                           report=problems.reporter("view"))
     subscriptions = RedisSubscriptionStore(s.redis_url, namespace=s.namespace)
     streams = Streams(conf, bus, heartbeat=s.heartbeat("streams"))
+    held = RedisHeldEvents(s.redis_url, namespace=s.namespace)
+    gate = Gate(bus, held, group=f"{s.app_id}-gate", rule=MassRule(s.mass_change_share, s.mass_change_minimum),
+                match=lambda change: streams.feed.index.match(change),  # noqa: PLW0108 - the feed swaps its index
+                ready=streams.feed.ready.wait,
+                report=problems.reporter("gate"))
     stop = asyncio.Event()
-    tasks = [asyncio.create_task(updater.run(stop)),
+    tasks = [asyncio.create_task(updater.run(stop)), asyncio.create_task(gate.run(stop)),
              asyncio.create_task(watch_store(subscriptions, lambda: len(streams.feed.index),
                                              problems.reporter("subscriptions"), stop))]
     try:
@@ -233,6 +241,7 @@ async def run_streams(s: DistributedSettings) -> None:
             with contextlib.suppress(Exception):  # its failure was logged; the worker's own outcome matters here
                 await task
         await subscriptions.aclose()
+        await held.aclose()
         for view in views.values():
             await view.aclose()
 

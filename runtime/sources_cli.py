@@ -38,7 +38,7 @@ async def _embedded_state(settings: Settings) -> tuple[list[SourceState], list[H
         await db.close()
 
 
-def _sources_json(sources: Sequence[SourceState], events: Sequence[HeldEvent]) -> str:
+def _sources_json(sources: Sequence[Any], events: Sequence[HeldEvent]) -> str:
     rows = []
     for s in sources:
         row = dataclasses.asdict(s)
@@ -58,8 +58,20 @@ def _events_table(events: Sequence[HeldEvent]) -> Table:
     return table
 
 
+def _distributed(settings: Settings) -> bool:
+    return settings.bus.startswith("kafka://")
+
+
+async def _state(settings: Settings) -> tuple[Sequence[Any], list[HeldEvent]]:
+    if _distributed(settings):
+        from runtime.sources_distributed import distributed_state  # noqa: PLC0415 - needs the kafka,redis extras
+
+        return await distributed_state(settings)
+    return await _embedded_state(settings)
+
+
 def cmd_sources(args: argparse.Namespace, settings_of: SettingsOf) -> int:
-    sources, events = asyncio.run(_embedded_state(settings_of(args)))
+    sources, events = asyncio.run(_state(settings_of(args)))
     if args.json:
         sys.stdout.write(_sources_json(sources, events) + "\n")
         return 0
@@ -79,7 +91,17 @@ def find_event(events: Sequence[HeldEvent], wanted: str) -> HeldEvent | None:
     return found[0] if len(found) == 1 else None
 
 
-async def _release_embedded(settings: Settings, wanted: str) -> tuple[HeldEvent | None, int]:
+async def _release(settings: Settings, wanted: str) -> tuple[HeldEvent | None, int]:
+    if _distributed(settings):
+        from runtime.sources_distributed import (  # noqa: PLC0415 - needs the kafka,redis extras
+            distributed_events,
+            release_distributed,
+        )
+
+        event = find_event(await distributed_events(settings), wanted)
+        if event is None or event.released_at is not None:
+            return event, 0
+        return event, await release_distributed(settings, event)
     async with Embedded(settings) as vigie:
         event = find_event(await vigie.state.events(), wanted)
         if event is None or event.released_at is not None:
@@ -88,7 +110,8 @@ async def _release_embedded(settings: Settings, wanted: str) -> tuple[HeldEvent 
 
 
 def cmd_release(args: argparse.Namespace, settings_of: SettingsOf) -> int:
-    event, queued = asyncio.run(_release_embedded(settings_of(args), args.event))
+    settings = settings_of(args)
+    event, queued = asyncio.run(_release(settings, args.event))
     if event is None:
         err.print(f"vigie sources release: no dataset event {args.event!r} (the ids are in `vigie sources`)",
                   soft_wrap=True, markup=False)
@@ -97,8 +120,10 @@ def cmd_release(args: argparse.Namespace, settings_of: SettingsOf) -> int:
         out.print(f"dataset event {event.id[:12]} was released at {event.released_at}: nothing left to send",
                   soft_wrap=True)
         return 0
+    what = f"{queued:,} changes published to the stream workers" if _distributed(settings) else \
+        f"{queued:,} deliveries queued, sent by `vigie run`"
     out.print(f"released dataset event {event.id[:12]} ({', '.join(event.fields)} on {event.count:,} records): "
-              f"{queued:,} deliveries queued, sent by `vigie run`", soft_wrap=True)
+              f"{what}", soft_wrap=True)
     return 0
 
 

@@ -47,29 +47,29 @@ import faust
 from faust.streams import _current_event
 from faust.types import TP
 
-from core.codec import (
-    CHANGE,
-    DELIVERY,
-    RECORD,
-    SNAPSHOT_END,
-    Envelope,
-    change_from_dict,
-    change_to_dict,
-    decode,
-    delivery_to_dict,
-    read,
-)
+from core.codec import CHANGE, RECORD, SNAPSHOT_END, change_from_dict, decode, read
 from core.errors import EnvelopeError
-from core.model import Change, Delivery
-from streams.bus.kafka import COMPACTED, KafkaBus, Outgoing, TopicSpec, cloudevent, ensure_topics, start_offsets
+from core.model import Delivery
+from core.profiles import profile_for
+from core.storms import candidate
+from streams.bus.kafka import (
+    COMPACTED,
+    KafkaBus,
+    Outgoing,
+    TopicSpec,
+    change_message,
+    delivery_message,
+    ensure_topics,
+    start_offsets,
+)
 from streams.faust_transport import App
 from streams.kafka_diff import PartitionDiff, RecordMessage, SnapshotEnd
+from streams.kafka_gate import candidate_message, end_message, is_held
 from streams.kafka_index import SubscriptionFeed
 from streams.kafka_positions import Positions
 
 log = logging.getLogger(__name__)
 
-ENVELOPE_SOURCE = "/vigie/streams"
 STALL_S = 10.0
 READY_POLL_S = 0.05
 _DELETED = object()
@@ -176,15 +176,6 @@ class Staged:
                 last[message.partition] = max(last.get(message.partition, -1), meta.offset)
         for partition, offset in last.items():
             self.table.data.set_persisted_offset(TP(self.table.changelog_topic_name, partition), offset)
-
-
-def change_envelope(change: Change) -> Envelope:
-    return Envelope(change.id, CHANGE, ENVELOPE_SOURCE, change.key, change.detected_at, change_to_dict(change))
-
-
-def delivery_envelope(delivery: Delivery) -> Envelope:
-    return Envelope(delivery.key, DELIVERY, ENVELOPE_SOURCE, delivery.subscription.id, delivery.change.detected_at,
-                    delivery_to_dict(delivery))
 
 
 class Streams:
@@ -399,15 +390,25 @@ class Streams:
         self.processed += len(events)
 
     def _diff_one(self, diff: PartitionDiff, message: Any) -> list[Outgoing]:
+        """A record's change goes to `changes`, or to the gate when a mass rewrite could hold it (kafka_gate.py);
+        a snapshot end's removals go to `changes`, and the partition's end to the gate."""
         envelope = decode(message.value)
+        topics = self.bus.topics
         if envelope.type == RECORD:
-            change = diff.on_record(RecordMessage.from_data(envelope.data, envelope.time), message.partition)
-            changes = [] if change is None else [change]
-        elif envelope.type == SNAPSHOT_END:
-            changes = diff.on_end(SnapshotEnd.from_data(envelope.data, envelope.time), message.partition)
-        else:
-            raise EnvelopeError(f"expected type {RECORD!r} or {SNAPSHOT_END!r}, got {envelope.type!r}")
-        return [cloudevent(self.bus.topics.changes, change_envelope(c), key=c.key.encode()) for c in changes]
+            record = RecordMessage.from_data(envelope.data, envelope.time)
+            change = diff.on_record(record, message.partition)
+            if change is not None and candidate(change, profile_for(change.dataset)):
+                return [candidate_message(topics.gate, change, source=record.source, snapshot=record.snapshot)]
+            return [] if change is None else [change_message(topics, change)]
+        if envelope.type == SNAPSHOT_END:
+            end = SnapshotEnd.from_data(envelope.data, envelope.time)
+            out = [change_message(topics, c) for c in diff.on_end(end, message.partition)]
+            if end.baseline:
+                return out  # a baseline alerts nobody: nothing for the gate to hold
+            partitions = end.partitions or self.conf.partitions
+            return [*out, end_message(topics.gate, source=end.source, snapshot=end.snapshot,
+                                      partition=message.partition, partitions=partitions, rows=end.rows, at=end.at)]
+        raise EnvelopeError(f"expected type {RECORD!r} or {SNAPSHOT_END!r}, got {envelope.type!r}")
 
     async def match_batch(self, events: Sequence[Any], generation: int | None = None) -> None:
         out: list[Outgoing] = []
@@ -417,10 +418,11 @@ class Streams:
         self.processed += len(events)
 
     def _match_one(self, message: Any) -> list[Outgoing]:
+        if is_held(message):
+            return []  # held by the mass-change gate: on `changes` for the view, not for subscribers
         change = read(decode(message.value), CHANGE, change_from_dict)
         deliveries = [Delivery.of(change, s) for s in self.feed.index.match(change)]
-        return [cloudevent(self.bus.topics.deliveries(d.subscription.channel), delivery_envelope(d),
-                           key=d.subscription.id.encode()) for d in deliveries]
+        return [delivery_message(self.bus.topics, d) for d in deliveries]
 
     def _guarded(self, message: Any, handle: Callable[[Any], list[Outgoing]]) -> list[Outgoing]:
         """`handle(message)`, or the message's dead letter when it cannot be read or processed."""

@@ -14,8 +14,9 @@ the message shapes). State lives in two key/value views (faust Tables in the wor
 compare with the entity's latest record before the snapshot, exactly as `core.diff.diff` does. The source URL
 scopes the state, as in the embedded runtime.
 
-A record is diffed with `core.diff.diff_one` against the stored version, and stored only when that gives a
-change (so the state is `core.diff.apply`'s, stale fields and entity included); a *complete* marker removes the keys
+A record is diffed with `core.diff.diff_one` against the stored version, and stored whenever its fingerprint moved
+(the embedded state's `core.diff.apply` plus `core.diff.refreshed`: a cosmetic difference is stored silently, so
+the next change compares with what was really published); a *complete* marker removes the keys
 of its partition and source not seen in its snapshot with `core.diff.removal` (aged_out below the marker's
 floor). An incomplete marker removes nothing. Baseline records and markers update the state and emit nothing.
 The caller must publish the returned changes durably *before* it commits the staged state.
@@ -87,6 +88,8 @@ class SnapshotEnd:
     baseline: bool
     floor: str | None
     at: datetime
+    rows: int = 0  # in the whole snapshot
+    partitions: int = 0  # of the topic, as the producer saw it (0: not said)
 
     @classmethod
     def from_data(cls, data: dict[str, Any], at: datetime) -> SnapshotEnd:
@@ -94,7 +97,8 @@ class SnapshotEnd:
             floor = data.get("floor")
             return cls(str(data["snapshot"]), str(data["version"]), str(data["source"]), str(data["dataset"]),
                        _flag(data["complete"]), _flag(data.get("baseline", False)),
-                       None if floor is None else str(floor), at)
+                       None if floor is None else str(floor), at, int(data.get("rows") or 0),
+                       int(data.get("partitions") or 0))
         except (KeyError, TypeError, ValueError) as exc:
             raise EnvelopeError(f"invalid snapshot-end data: {type(exc).__name__}: {exc}") from exc
 
@@ -137,8 +141,9 @@ class PartitionDiff:
         profile = self._profiles(record.dataset)
         last = self._latest_before(msg, profile) if before is None else None
         change = diff_one(before, record, at=msg.at, version=msg.version, profile=profile, last_in_group=last)
-        if change is None and entry is not None:  # nothing that matters moved: the state keeps its record
-            self._seen(key, entry, msg, partition)
+        if change is None and entry is not None:  # nothing that matters moved (a layout or cosmetic difference):
+            self.records.put(key, self._stored(entry, msg, partition))  # stored silently, as core.diff.refreshed
+            self._move(msg.source, before, record)
             return None
         self.records.put(key, self._stored(entry, msg, partition))
         self._move(msg.source, before, record)

@@ -3,7 +3,8 @@
 Every name takes an optional prefix, so several deployments (or test runs) can share one cluster:
 
     records.<dataset>            producer → diff agent     key = Profile.partition_key; an end marker per partition
-    changes                      diff agent → match agent  key = record key
+    changes                      diff agent → match agent  key = record key (held changes: header vigie-held)
+    gate                         diff agent → gate         mass-change candidates, partition ends; 1 partition
     deliveries.<channel>         match agent → notifier    key = subscription id (order per subscription)
     deliveries.<channel>.retry   notifier → notifier       delayed re-queue (attempt and not-before in headers)
     subscriptions                store → match agents      compacted; key = subscription id, tombstone = delete
@@ -35,10 +36,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
-from core.codec import KAFKA_HEADERS, Envelope
+from core.codec import CHANGE, DELIVERY, KAFKA_HEADERS, Envelope, change_to_dict, delivery_to_dict
+from core.model import Change, Delivery
 
 log = logging.getLogger(__name__)
 
+STREAMS_SOURCE = "/vigie/streams"
 TOPIC_ALREADY_EXISTS = 36
 COMPACTED: Mapping[str, str] = {"cleanup.policy": "compact"}
 Headers = tuple[tuple[str, bytes], ...]
@@ -74,6 +77,11 @@ class Topics:
 
     def retry(self, channel: str) -> str:
         return f"{self.deliveries(channel)}.retry"
+
+    @property
+    def gate(self) -> str:
+        """Mass-change candidates and partition ends, one partition (streams/kafka_gate.py)."""
+        return f"{self.prefix}gate"
 
     def dlq(self, topic: str) -> str:
         """`dlq.<topic>`: the dead-letter topic of `topic` (given with or without the prefix)."""
@@ -115,6 +123,20 @@ def dead_letter_headers(message: Consumed, reason: str) -> Headers:
 def cloudevent(topic: str, envelope: Envelope, *, key: bytes | None = None, partition: int | None = None) -> Outgoing:
     """The message carrying `envelope` (structured mode: the `content-type` header says it is a CloudEvent)."""
     return Outgoing(topic, envelope.encode(), key=key, partition=partition, headers=KAFKA_HEADERS)
+
+
+def change_message(topics: Topics, change: Change, *, headers: Headers = KAFKA_HEADERS) -> Outgoing:
+    """A change on `changes`, keyed by record key."""
+    envelope = Envelope(change.id, CHANGE, STREAMS_SOURCE, change.key, change.detected_at, change_to_dict(change))
+    return Outgoing(topics.changes, envelope.encode(), key=change.key.encode(), headers=headers)
+
+
+def delivery_message(topics: Topics, delivery: Delivery) -> Outgoing:
+    """A delivery on `deliveries.<channel>`, keyed by subscription id (order per subscription)."""
+    envelope = Envelope(delivery.key, DELIVERY, STREAMS_SOURCE, delivery.subscription.id,
+                        delivery.change.detected_at, delivery_to_dict(delivery))
+    return cloudevent(topics.deliveries(delivery.subscription.channel), envelope,
+                      key=delivery.subscription.id.encode())
 
 
 def content_type(message: object) -> Headers:

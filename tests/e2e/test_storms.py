@@ -8,6 +8,8 @@ rewrite would have reached; `vigie sources` shows the held event and `vigie sour
 update through, none lost.
 """
 
+# ruff: noqa: F811 - the harness's fixtures are imported from test_distributed.py, so test arguments share their names
+
 from __future__ import annotations
 
 import asyncio
@@ -23,13 +25,28 @@ import pytest
 
 from core.geo import AdminArea, Everywhere
 from core.model import Filter, Op, Subscription
+from notifiers import new_secret
 from runtime.demo.portal import FakePortal
+from runtime.demo.receiver import WebhookReceiver
 from runtime.demo.snapshots import DATASET_ID, RATING_CODES, Row, key_of, load_rows
 from runtime.embedded import Embedded
 from runtime.settings import Settings
 from subscriptions.sqlite import SqliteSubscriptionStore
+from tests.e2e.test_distributed import (  # noqa: F401 - fixtures are found by name in this module
+    Alert,
+    Deployment,
+    deployment,
+    idle_pairs,
+    kafka_bootstrap,
+    received,
+    receiver,
+    redis_url,
+    wait_for_alerts,
+)
 
 pytestmark = pytest.mark.slow
+MODIFIED = (datetime(2019, 8, 25, tzinfo=UTC), datetime(2019, 9, 1, tzinfo=UTC))  # of the two publications
+FAR = datetime(2100, 1, 1, tzinfo=UTC)
 VIGIE = Path(sys.executable).parent / "vigie"
 NUMBERED = re.compile(r"(\d+)\s+(.*)")
 REGRADE = {"Très satisfaisant": "Satisfaisant", "Satisfaisant": "A améliorer", "A améliorer": "Satisfaisant"}
@@ -136,3 +153,79 @@ async def released_as_cli_user(settings: Settings, event_id: str, moved: set[str
     assert len(released) == queued
     assert {key for sub, key in released if sub == "sub_all"} == moved, "nothing held is lost"
     assert {sub for sub, _ in released} == {"sub_all", "sub_gironde"}
+
+
+# -- the same rule on the distributed runtime -------------------------------------------------------------------
+
+
+def webhook_subscriptions(receiver: WebhookReceiver) -> list[Subscription]:
+    made = []
+    for sub in SUBSCRIPTIONS:
+        secret = new_secret()
+        endpoint = receiver.add_endpoint(sub.id, secret).replace("http://", "webhook+http://", 1)
+        made.append(Subscription(sub.id, sub.area, endpoint, sub.filter, lang="en", secret=secret))
+    return made
+
+
+async def embedded_oracle(tmp_path: Path, portal: FakePortal, rows: tuple[list[Row], list[Row]],
+                          subscriptions: list[Subscription]) -> tuple[set[Alert], set[Alert]]:
+    """(alerts of the second publication, alerts a release adds) on the embedded runtime."""
+    url = portal.url_for(DATASET_ID)
+    settings = Settings(state=f"sqlite:///{tmp_path / 'oracle.db'}", sources=[url])
+    store = SqliteSubscriptionStore(settings.subscription_store)
+    for subscription in subscriptions:
+        await store.put(subscription)
+    await store.aclose()
+    async with Embedded(settings) as running:
+        for published, modified in zip(rows, MODIFIED, strict=True):
+            portal.publish(DATASET_ID, published, modified=modified)
+            outcome = await running.poll(url)
+        assert outcome.event is not None
+        [event] = await running.state.events()
+        before = {d.key for d, _ in await running.outbox.pending(100_000, FAR)}
+        await running.release(event)
+        after = await running.outbox.pending(100_000, FAR)
+    alerts = {(d.subscription.id, d.key, d.change.kind) for d in outcome.deliveries}
+    return alerts, {(d.subscription.id, d.key, d.change.kind) for d, _ in after if d.key not in before}
+
+
+async def test_the_distributed_runtime_holds_and_releases_as_the_embedded_one(
+        deployment: Deployment, portal: FakePortal, receiver: WebhookReceiver, tmp_path: Path) -> None:
+    first, second, _, moved = publications()
+    subscriptions = webhook_subscriptions(receiver)
+    alerts, released = await embedded_oracle(tmp_path, portal, (first, second), subscriptions)
+    assert {kind for _, _, kind in alerts} >= {"mass_update"}
+    assert len({key for _, key, _ in released}) >= len(moved)
+    deployment.extra_env["VIGIE_STREAMS_STORE"] = ""  # the default table store
+    await deployment.subscribe(subscriptions)
+    for name in ("streams-1", "streams-2"):
+        await deployment.start(name, "streams", "worker")
+    await deployment.start("notifier", "notifier", "--channel", "webhook")
+    url = portal.url_for(DATASET_ID)
+    for published, modified in zip((first, second), MODIFIED, strict=True):
+        portal.publish(DATASET_ID, published, modified=modified)
+        await deployment.produce_once(url)
+    await wait_for_alerts(deployment, receiver, len(alerts))
+    await deployment.drained(idle_pairs(deployment))
+    assert set(received(receiver)) == alerts
+
+    env = {**deployment.env([url]), "VIGIE_LOG_LEVEL": "WARNING"}
+    code, output = await cli(env, "sources", "--json")
+    assert code == 0, output
+    [event] = [e for source in json.loads(output) for e in source["events"]]
+    assert (event["count"], event["fields"], event["released_at"]) == (len(moved), ["address"], None)
+    code, output = await cli(env, "sources", "release", event["id"][:12])
+    assert code == 0, output
+    await wait_for_alerts(deployment, receiver, len(alerts) + len(released))
+    await deployment.drained(idle_pairs(deployment))
+    got = received(receiver)
+    assert len(got) == len(set(got))
+    assert set(got) == alerts | released
+
+
+async def cli(env: dict[str, str], *args: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(str(VIGIE), *args, env=env, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.STDOUT)
+    output, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, output.decode()
