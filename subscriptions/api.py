@@ -4,6 +4,7 @@
     POST   /v1/subscriptions                      201 (202: stored, published later), the webhook secret is
                                                   returned once, here
     GET    /v1/subscriptions[/{id}]               secrets never returned
+    PATCH  /v1/subscriptions/{id}                 area, filters, pause/resume (subscriptions/lifecycle.py)
     DELETE /v1/subscriptions/{id}                 204 (202: deleted, published later)
     GET    /v1/datasets/{dataset}/near?lat=&lon=&radius=1km&max_rating=2&limit=20
     GET    /v1/datasets/{dataset}/entities/{entity}
@@ -35,6 +36,7 @@ from core.errors import PublishError, SubscriptionError
 from core.model import Subscription
 from core.ports import CurrentView, SubscriptionStore
 from subscriptions.auth import AUTH, PROBLEM, Auth, Problem, authenticate, caller_of, problems
+from subscriptions.lifecycle import SubscriptionPatch, patched
 from subscriptions.models import NearQuery, Place, Status, SubscriptionCreated, SubscriptionOut
 from subscriptions.openapi import Answer, Operation, document
 from subscriptions.schemas import SubscriptionIn
@@ -133,6 +135,16 @@ async def fetch(request: web.Request) -> web.Response:
     return web.json_response(public(await owned(request), request.app[HOOKS].mask))
 
 
+async def update(request: web.Request) -> web.Response:
+    current = await owned(request)
+    try:
+        subscription = patched(current, await _json_object(request))
+    except pydantic.ValidationError as exc:
+        raise invalid(exc, "Invalid Subscription") from exc
+    published = await _stored(request.app[STORE].put(subscription))
+    return web.json_response(public(subscription, request.app[HOOKS].mask), status=200 if published else 202)
+
+
 async def delete(request: web.Request) -> web.Response:
     sid = (await owned(request)).id
     try:
@@ -198,6 +210,9 @@ OPERATIONS = (
               {200: Answer("every subscription of the caller's tenant", SubscriptionOut, many=True)}),
     Operation("GET", "/v1/subscriptions/{id}", fetch, "one subscription", "read",
               {200: Answer("the subscription", SubscriptionOut)}, problems=_NOT_FOUND),
+    Operation("PATCH", "/v1/subscriptions/{id}", update, "change the area, filters, or pause/resume", "write",
+              {200: Answer("the subscription as it is now", SubscriptionOut),
+               202: Answer("changed, published later", SubscriptionOut)}, body=SubscriptionPatch, problems=_INVALID),
     Operation("DELETE", "/v1/subscriptions/{id}", delete, "unsubscribe", "write",
               {204: Answer("deleted"), 202: Answer("deleted, published later")}, problems=_NOT_FOUND),
     Operation("GET", "/v1/datasets/{dataset}/near", near, "current records near a point, nearest first", "read",

@@ -21,7 +21,7 @@ T = TypeVar("T")
 
 KINDS = frozenset(k.value for k in Kind)
 _DISTANCE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(km|m)?\s*$", re.IGNORECASE)
-_AREA_FIELDS = ("near", "commune", "postcode", "departement", "region", "bbox", "polygon", "everywhere")
+AREA_FIELDS = ("near", "commune", "postcode", "departement", "region", "bbox", "polygon", "everywhere")
 
 
 def parse_distance(value: str | float) -> float:
@@ -138,9 +138,9 @@ class SubscriptionIn(BaseModel):
 
     @model_validator(mode="after")
     def _one_area(self) -> SubscriptionIn:
-        given = [name for name in _AREA_FIELDS if getattr(self, name)]
+        given = [name for name in AREA_FIELDS if getattr(self, name)]
         if len(given) != 1:
-            raise ValueError(f"give exactly one area ({', '.join(_AREA_FIELDS)}), got {len(given) or 'none'}")
+            raise ValueError(f"give exactly one area ({', '.join(AREA_FIELDS)}), got {len(given) or 'none'}")
         if (self.near is None) != (self.radius_m is None):
             raise ValueError("near and radius go together")
         return self

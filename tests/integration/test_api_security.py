@@ -87,15 +87,15 @@ async def test_tenants_never_see_each_other(client: Client, settings: Settings) 
     for _ in range(80):
         tenant, other = rng.choice([("a", "b"), ("b", "a")])
         seen = sorted(owned["a"] | owned["b"])
-        action = rng.choice(["create", "get", "delete", "list"] if seen else ["create"])
+        action = rng.choice(["create", "get", "patch", "delete", "list"] if seen else ["create"])
         if action == "create":
             owned[tenant].add((await create(client, keys[tenant]))["id"])
-        elif action in ("get", "delete"):
+        elif action in ("get", "patch", "delete"):
             sid = rng.choice(seen)
-            method = client.get if action == "get" else client.delete
-            response = await method(f"/v1/subscriptions/{sid}", headers=bearer(keys[tenant]))
+            response = await client.request(action.upper(), f"/v1/subscriptions/{sid}", headers=bearer(keys[tenant]),
+                                            json={"paused": rng.random() < 0.5} if action == "patch" else None)
             mine = sid in owned[tenant]
-            assert response.status == (404 if not mine else 200 if action == "get" else 204)
+            assert response.status == (404 if not mine else 204 if action == "delete" else 200)
             if mine and action == "delete":
                 owned[tenant].discard(sid)
         listed = await (await client.get("/v1/subscriptions", headers=bearer(keys[tenant]))).json()

@@ -1,0 +1,78 @@
+"""Changing a subscription after it was made: PATCH /v1/subscriptions/{id}.
+
+A patch names only what changes. Any area field replaces the whole area (one area per subscription, as at
+creation); `kinds`, `datasets`, `rating_at_least`, `lang`, `label` replace theirs; `paused` pauses or resumes
+(resuming also clears a `disabled_reason`: the owner says the endpoint works again). The destination and the
+secret do not change here. The result is validated exactly as a new subscription is (SubscriptionIn), so every
+invalid field is a 422 naming its path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.geo import AdminArea, Area, BBox, Circle, Everywhere, Polygon
+from core.model import Subscription
+from subscriptions.schemas import AREA_FIELDS, SubscriptionIn
+
+
+class SubscriptionPatch(BaseModel):
+    """The fields a PATCH may carry (validated again, merged, as a SubscriptionIn)."""
+
+    model_config = ConfigDict(extra="forbid")
+    near: Any = None
+    radius_m: Any = None
+    commune: str | None = None
+    postcode: str | None = None
+    departement: str | None = None
+    region: str | None = None
+    bbox: Any = None
+    polygon: dict[str, Any] | None = None
+    everywhere: bool | None = None
+    rating_at_least: int | None = Field(default=None, ge=1, le=4)
+    kinds: list[str] | None = None
+    datasets: list[str] | None = None
+    lang: str | None = None
+    label: str | None = None
+    paused: bool | None = None
+
+
+def area_input(area: Area) -> dict[str, Any]:
+    """The SubscriptionIn fields that describe `area`."""
+    if isinstance(area, Circle):
+        return {"near": (area.center.lat, area.center.lon), "radius_m": area.radius_m}
+    if isinstance(area, AdminArea):
+        return {area.level: area.code}
+    if isinstance(area, BBox):
+        return {"bbox": (area.south, area.west, area.north, area.east)}
+    if isinstance(area, Polygon):
+        return {"polygon": area.to_geojson()}
+    if isinstance(area, Everywhere):
+        return {"everywhere": True}
+    raise TypeError(f"unknown area {type(area).__name__}")
+
+
+def as_input(subscription: Subscription) -> dict[str, Any]:
+    """The subscription as SubscriptionIn fields (without its secret: patches never touch it)."""
+    f = subscription.filter
+    return {"to": subscription.destination, **area_input(subscription.area), "kinds": sorted(f.kinds),
+            "datasets": sorted(f.datasets), "rating_at_least": f.min_rating, "lang": subscription.lang,
+            "label": subscription.label}
+
+
+def patched(current: Subscription, body: dict[str, Any]) -> Subscription:
+    """`current` with `body` applied; pydantic.ValidationError naming each invalid field."""
+    patch = SubscriptionPatch.model_validate(body)
+    given = {name: body[name] for name in body if name != "paused"}
+    merged = as_input(current)
+    if any(name in given for name in (*AREA_FIELDS, "radius_m")):
+        merged = {k: v for k, v in merged.items() if k not in (*AREA_FIELDS, "radius_m")}
+    spec = SubscriptionIn.model_validate(merged | given)
+    updated = spec.to_subscription(current.id)
+    resumed = patch.paused is False
+    return replace(current, area=updated.area, filter=updated.filter, lang=updated.lang, label=updated.label,
+                   paused=current.paused if patch.paused is None else patch.paused,
+                   disabled_reason=None if resumed else current.disabled_reason)
