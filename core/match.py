@@ -14,7 +14,9 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from core.geo import ADMIN_LEVELS, AdminArea, AdminCodes, BBox, Point
-from core.model import Change, Record, Subscription
+from core.model import Change, Kind, Op, Record, Subscription
+
+SOURCE_KINDS = frozenset({Kind.SOURCE_STALE, Kind.SOURCE_FAILING, Kind.SOURCE_RECOVERED})
 
 
 class Matcher(Protocol):
@@ -35,8 +37,17 @@ def _sides(change: Change) -> list[Record]:
     return sides
 
 
+def dataset_wide(change: Change) -> bool:
+    """A source notice (core/health.py) concerns every subscription of its dataset, wherever its area."""
+    return change.op is Op.NOTICE and change.kind in SOURCE_KINDS
+
+
 def concerns(subscription: Subscription, change: Change) -> bool:
-    """The exact test: the subscription is active, its area contains one side and its filter accepts it."""
+    """The exact test: the subscription is active, its area contains one side and its filter accepts it; a source
+    notice needs only an active subscription whose filter admits the dataset."""
+    if dataset_wide(change):
+        datasets = subscription.filter.datasets
+        return subscription.active and (not datasets or change.dataset in datasets)
     if not subscription.active or not subscription.filter.accepts(change, change.current.rating):
         return False
     return any(subscription.area.contains(r.point, r.admin) for r in _sides(change))
@@ -96,6 +107,8 @@ class GridIndex:
                     del self._grid[cell]
 
     def match(self, change: Change) -> list[Subscription]:
+        if dataset_wide(change):
+            return brute_force(self._subs.values(), change)
         ids = set(self._always)
         for record in _sides(change):
             ids |= self._candidates(record.point, record.admin)

@@ -57,6 +57,9 @@ class Kind(StrEnum):
     UPGRADE = "upgrade"
     AGED_OUT = "aged_out"
     MASS_UPDATE = "mass_update"  # a dataset notice: the publisher rewrote a field on many records
+    SOURCE_STALE = "source_stale"  # a dataset notice (core/health.py): no new version for too long
+    SOURCE_FAILING = "source_failing"  # a dataset notice: its source keeps failing
+    SOURCE_RECOVERED = "source_recovered"  # a dataset notice: the stale or failing source is back to normal
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ back to the record key, so other datasets render too.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from core.codec import CHANGE, VIGIE_VERSION
@@ -24,6 +25,22 @@ _KIND_TEXT: dict[str, dict[str, str]] = {
     "updated": {"fr": "Mis à jour", "en": "Updated"},
     "created": {"fr": "Nouveau", "en": "New"},
     "mass_update": {"fr": "Réécriture en masse", "en": "Mass rewrite"},
+    "source_stale": {"fr": "Données non mises à jour", "en": "Data not updated"},
+    "source_failing": {"fr": "Source en échec", "en": "Source failing"},
+    "source_recovered": {"fr": "Source rétablie", "en": "Source back to normal"},
+}
+_SOURCE_TEXT: dict[str, dict[str, str]] = {
+    "source_stale": {
+        "fr": "Aucune nouvelle version de {dataset} depuis le {since}. Vos alertes reprendront avec sa prochaine "
+              "publication.",
+        "en": "No new version of {dataset} since {since}. Your alerts will resume with its next publication."},
+    "source_failing": {
+        "fr": "{dataset} ne peut plus être relevé depuis le {since} ({detail}) : aucune alerte ne peut partir tant "
+              "que cela dure.",
+        "en": "{dataset} cannot be fetched since {since} ({detail}): no alert can go out while this lasts."},
+    "source_recovered": {
+        "fr": "{dataset} est de nouveau relevé normalement (incident du {since}). Les alertes reprennent.",
+        "en": "{dataset} is fetched normally again (incident of {since}). Alerts resume."},
 }
 _RATING_EMOJI = {1: ":large_green_circle:", 2: ":large_yellow_circle:", 3: ":large_orange_circle:", 4: ":red_circle:"}
 _WORDS = {
@@ -56,18 +73,42 @@ def place(record: Record) -> str:
     return ", ".join(str(x) for x in (f.get("address"), town) if x)
 
 
+def subject(change: Change) -> str:
+    """What a change is about: the record's name, or the dataset for a dataset notice."""
+    return change.dataset if change.op is Op.NOTICE else title(change.current)
+
+
 def headline(change: Change, lang: str = "fr") -> str:
-    subject = change.dataset if change.op is Op.NOTICE else title(change.current)
-    return f"{kind_label(change.kind, lang)} : {subject}" if _lang(lang) == "fr" else \
-        f"{kind_label(change.kind, lang)}: {subject}"
+    about = subject(change)
+    return f"{kind_label(change.kind, lang)} : {about}" if _lang(lang) == "fr" else \
+        f"{kind_label(change.kind, lang)}: {about}"
 
 
 def _count(n: int, lang: str) -> str:
     return f"{n:,}".replace(",", "\u202f") if _lang(lang) == "fr" else f"{n:,}"
 
 
+def _when(stamp: object) -> str:
+    """An ISO timestamp as `2025-06-30 08:15 UTC` (left as it is when unreadable)."""
+    try:
+        return f"{datetime.fromisoformat(str(stamp)).astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+    except ValueError:
+        return str(stamp)
+
+
+def source_text(change: Change, lang: str = "fr") -> str:
+    """A source notice (core/health.py): the dataset stopped updating, keeps failing, or is back to normal."""
+    facts = change.current.fields
+    template = _SOURCE_TEXT[change.kind][_lang(lang)]
+    detail = str(facts.get("detail") or "?")
+    return template.format(dataset=change.dataset, since=_when(facts.get("since")), detail=detail)
+
+
 def notice_text(change: Change, lang: str = "fr") -> str:
-    """A dataset notice (core/storms.py): what the publisher rewrote, and that those updates are held."""
+    """A dataset notice: what the publisher rewrote and that those updates are held (core/storms.py), or the
+    state of its source (core/health.py)."""
+    if change.kind in _SOURCE_TEXT:
+        return source_text(change, lang)
     facts = change.current.fields
     fields, count, rows = ", ".join(facts.get("fields") or change.changed), int(facts["count"]), int(facts["rows"])
     if _lang(lang) == "fr":
@@ -117,7 +158,8 @@ def cloudevent(delivery: Delivery, *, source: str = "/vigie") -> dict[str, Any]:
     record = change.current
     data: dict[str, Any] = {
         "dataset": change.dataset, "key": change.key, "op": change.op.value, "kinds": list(change.kinds),
-        "changed": list(change.changed), "rating": record.rating, "rating_label": rating_label(record.rating, "fr"),
+        "changed": list(change.changed), "rating": record.rating,
+        "rating_label": None if change.op is Op.NOTICE else rating_label(record.rating, "fr"),
         "location": None if record.point is None else {"lat": record.point.lat, "lon": record.point.lon},
         "before": None if change.before is None else dict(change.before.fields),
         "after": None if change.after is None else dict(change.after.fields),

@@ -18,8 +18,8 @@ from typing import Any
 from urllib.parse import quote
 
 from core.geo import Circle, haversine_m
-from core.model import Change, Delivery, Record
-from core.render import headline, kind_label, place, rating_label, text, title
+from core.model import Change, Delivery, Op, Record
+from core.render import headline, kind_label, notice_text, place, rating_label, subject, text, title
 
 Block = dict[str, Any]
 DETAILED = 5
@@ -105,6 +105,8 @@ def freshness(change: Change, lang: str = "fr") -> str:
 def _facts(delivery: Delivery, lang: str) -> str:
     change = delivery.change
     record = change.current
+    if change.op is Op.NOTICE:  # about the dataset: no rating, place or record link
+        return f":information_source: {notice_text(change, lang)}"
     lines = [f"{badge(record, lang)} *{title(record)}*"]
     lines += [str(x) for x in (place(record), record.fields.get("activity")) if x]
     if when := record.fields.get("date_inspection"):
@@ -119,7 +121,7 @@ def alert(delivery: Delivery) -> tuple[str, list[Block]]:
     """(fallback text, blocks) of one alert."""
     change, lang = delivery.change, delivery.subscription.lang
     section: Block = {"type": "section", "text": {"type": "mrkdwn", "text": _facts(delivery, lang)[:3000]}}
-    if url := official_url(change.current):
+    if change.op is not Op.NOTICE and (url := official_url(change.current)):
         section["accessory"] = {"type": "button", "text": {"type": "plain_text", "text": _w("record", lang)},
                                 "url": url, "action_id": "vigie_record"}
     blocks = [{"type": "header", "text": {"type": "plain_text", "text": headline(change, lang)[:150],
@@ -142,8 +144,8 @@ def area_name(delivery: Delivery) -> str:
 def _line(delivery: Delivery) -> str:
     change, lang = delivery.change, delivery.subscription.lang
     record = change.current
-    url = official_url(record)
-    name = f"<{url}|{title(record)}>" if url else title(record)
+    url = None if change.op is Op.NOTICE else official_url(record)
+    name = f"<{url}|{title(record)}>" if url else subject(change)
     far = distance_m(delivery)
     where = f" · {far:.0f} m" if far is not None else ""
     emoji = RATING_BADGE.get(record.rating or 0, ":information_source:")
@@ -155,7 +157,7 @@ def _area_section(name: str, group: Sequence[Delivery], lang: str) -> list[Block
     blocks: list[Block] = [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{name}*\n{shown}"[:3000]}}]
     rest = group[DETAILED:]
     if rest:
-        names = ", ".join(title(d.change.current) for d in rest)
+        names = ", ".join(subject(d.change) for d in rest)
         blocks.append(_context(f"{_w('more', lang).format(n=len(rest))} : {names}"))
     return blocks
 
@@ -175,5 +177,5 @@ def digest(deliveries: Sequence[Delivery]) -> tuple[str, list[Block]]:
     for name, group in groups.items():
         blocks += _area_section(name, group, lang)
     blocks.append(_context(freshness(deliveries[-1].change, lang)))
-    fallback = f"{heading}: " + ", ".join(title(d.change.current) for d in deliveries)
+    fallback = f"{heading}: " + ", ".join(subject(d.change) for d in deliveries)
     return fallback[:3900], blocks

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from core import render
 from core.errors import DeliveryError, SubscriptionError
-from core.model import Change
+from core.model import Change, Op
 from core.ports import Channel
 from notifiers.base import MASK, Options, Plugin, split_scheme
 
@@ -99,6 +99,8 @@ def alert_html(change: Change, lang: str = "fr", *, link: str | None = None, awa
     lang, record = _lang(lang), change.current
     words, colon = _WORDS[lang], " : " if lang == "fr" else ": "
     lines = [f"<b>{html.escape(render.headline(change, lang))}</b>"]
+    if change.op is Op.NOTICE:  # about the dataset: no place, rating or record link
+        return "\n".join([*lines, html.escape(render.notice_text(change, lang))])
     if where := render.place(record):
         lines.append(html.escape(where))
     if away_m is not None:

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pytest
 
 from core import render
 from core.codec import VIGIE_VERSION
+from core.health import FAILING, RECOVERED, STALE, Transition, source_notice
 from core.model import Change, Kind
 from core.profiles import GENERIC
 from core.storms import DatasetEvent, notice
 from tests.unit.core.factories import AT, PARIS, created, delivery, generic, inspection, removed, subscription, updated
 
 FIRST = inspection("k", rating=1)
+SINCE = datetime(2025, 6, 18, 6, 0, tzinfo=UTC)
 CHANGES: dict[str, Change] = {
     "new_inspection": created(inspection("k", rating=2)),
     "downgrade": updated(FIRST, inspection("k", rating=4)),
@@ -24,6 +26,11 @@ CHANGES: dict[str, Change] = {
     "created": created(generic("shop-42", city="Lyon"), profile=GENERIC),
     "mass_update": notice(DatasetEvent("e1", "alimconfiance", "ods+https://portal/x", "v2", ("com_name",), 6816, 9012,
                                        AT)),
+    "source_stale": source_notice("ods+https://portal/x", "alimconfiance", Transition(STALE, SINCE), AT),
+    "source_failing": source_notice("ods+https://portal/x", "alimconfiance",
+                                    Transition(FAILING, SINCE, "HTTP 503"), AT),
+    "source_recovered": source_notice("ods+https://portal/x", "alimconfiance",
+                                      Transition(RECOVERED, SINCE, opened=FAILING), AT),
 }
 
 # kind → (French words, English words) each text must contain
@@ -44,6 +51,13 @@ EXPECTED: dict[str, tuple[list[str], list[str]]] = {
                      "réécrit com_name sur 6\u202f816 enregistrements (sur 9\u202f012)", "aucun résultat n'a changé"],
                     ["Mass rewrite: alimconfiance", "rewrote com_name on 6,816 records (of 9,012)",
                      "no result changed"]),
+    "source_stale": (["Données non mises à jour : alimconfiance",
+                      "Aucune nouvelle version de alimconfiance depuis le 2025-06-18 06:00 UTC"],
+                     ["Data not updated: alimconfiance", "No new version of alimconfiance since 2025-06-18 06:00 UTC"]),
+    "source_failing": (["Source en échec : alimconfiance", "depuis le 2025-06-18 06:00 UTC (HTTP 503)"],
+                       ["Source failing: alimconfiance", "cannot be fetched since 2025-06-18 06:00 UTC (HTTP 503)"]),
+    "source_recovered": (["Source rétablie : alimconfiance", "de nouveau relevé normalement"],
+                         ["Source back to normal: alimconfiance", "fetched normally again"]),
 }
 
 
