@@ -118,7 +118,15 @@ def subscription_to_dict(s: Subscription, *, include_secret: bool = True) -> dic
         "secret": s.secret if include_secret else None,
         "digest_hours": s.digest_hours, "quiet_hours": s.quiet_hours, "timezone": s.timezone,
         "paused": s.paused, "disabled_reason": s.disabled_reason, "owner": s.owner,
+        **(_rotation(s) if include_secret else {}),
     }
+
+
+def _rotation(s: Subscription) -> dict[str, Any]:
+    """A secret rotation's previous secret and the end of its overlap (stores only, never on the bus)."""
+    if s.previous_secret is None or s.previous_until is None:
+        return {}
+    return {"previous_secret": s.previous_secret, "previous_until": s.previous_until.isoformat()}
 
 
 def _names(value: Any, what: str) -> frozenset[str]:
@@ -147,8 +155,15 @@ def subscription_from_dict(d: dict[str, Any]) -> Subscription:
         disabled_reason=_reason(d.get("disabled_reason")), owner=str(d.get("owner") or ""),
         filter=Filter(_names(f.get("datasets", []), "datasets"), _names(f.get("kinds", []), "kinds"),
                       _rating(f.get("min_rating"))),
-        **_schedule(d),
+        **_schedule(d), **_rotation_from(d),
     )
+
+
+def _rotation_from(d: dict[str, Any]) -> dict[str, Any]:
+    previous, until = d.get("previous_secret"), d.get("previous_until")
+    if not isinstance(previous, str) or not isinstance(until, str):
+        return {}
+    return {"previous_secret": previous, "previous_until": datetime.fromisoformat(until)}
 
 
 def _schedule(d: dict[str, Any]) -> dict[str, Any]:

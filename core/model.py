@@ -126,6 +126,15 @@ class Subscription:
     quiet_hours: str = ""  # "22:00-07:00": non-urgent alerts held to the end of the window
     timezone: str = "Europe/Paris"  # of the digest times and quiet hours
     owner: str = ""  # the tenant whose API key created it ("": made by an operator, the CLI or a bot)
+    previous_secret: str | None = field(default=None, repr=False)  # a rotated-out secret, still signing until
+    previous_until: datetime | None = None  # this moment (the rotation's overlap)
+
+    def signing_secrets(self, now: datetime) -> tuple[str, ...]:
+        """The secrets a webhook is signed with at `now`: the current one, and the previous one during the overlap
+        of a rotation (Standard Webhooks receivers accept any one of several signatures)."""
+        current = (self.secret,) if self.secret else ()
+        overlap = self.previous_secret is not None and self.previous_until is not None and now < self.previous_until
+        return (*current, self.previous_secret) if overlap and self.previous_secret else current
 
     @property
     def active(self) -> bool:

@@ -11,7 +11,11 @@ timeouts, no redirects followed and at most `max_body` bytes of the answer read.
 DeliveryError that is not retriable.
 
 Status → DeliveryError: 2xx ok; 408, 425, 429, 5xx, timeouts and connection errors are retriable
-(honouring `Retry-After`); 410 means the endpoint is gone for good; any other status is not retriable.
+(honouring `Retry-After`); 410 means the endpoint is gone for good (DestinationGone, reported to `on_refused`:
+runtime/ disables every subscription to it); any other status is not retriable.
+
+**Secret rotation.** During a rotation's overlap the subscription has two secrets and `webhook-signature` carries
+one `v1,` signature per secret, space-separated, so a receiver verifying with either accepts every delivery.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import functools
 import ipaddress
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
@@ -33,13 +37,14 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import EmptyWebhookSecretError
 
 from core import render
-from core.errors import DeliveryError, SubscriptionError
+from core.errors import DeliveryError, DestinationGone, SubscriptionError
 from core.model import Delivery
 from core.ports import Channel
 from notifiers.base import (
     DEFAULT_TIMEOUT,
     Options,
     Plugin,
+    Refused,
     mask_http_url,
     parse_retry_after,
     scrub,
@@ -107,7 +112,7 @@ def status_error(status: int, retry_after: float | None, where: str) -> Delivery
     if 200 <= status < 300:
         return None
     if status == 410:
-        return DeliveryError(f"webhook endpoint is gone (410 Gone): {where}", retriable=False)
+        return DestinationGone(f"webhook endpoint is gone (410 Gone): {where}")
     if status in RETRIABLE_STATUSES or status >= 500:
         return DeliveryError(f"webhook endpoint answered {status}: {where}", retriable=True, retry_after=retry_after)
     return DeliveryError(f"webhook endpoint refused the event with {status}: {where}", retriable=False)
@@ -124,14 +129,17 @@ def _target(url: str) -> WebhookTarget:
     return WebhookTarget.parse(url)
 
 
-def signed_headers(secret: str, msg_id: str, at: datetime, body: str) -> dict[str, str]:
-    """Standard Webhooks headers for `body`; DeliveryError (not retriable) if the secret is unusable."""
+def signed_headers(secret: str | Sequence[str], msg_id: str, at: datetime, body: str,
+                   content_type: str = CONTENT_TYPE) -> dict[str, str]:
+    """Standard Webhooks headers for `body`, one `v1,` signature per secret (space-separated: during a rotation's
+    overlap both the new and the previous secret sign); DeliveryError (not retriable) if a secret is unusable."""
     try:
-        signature = _signer(secret).sign(msg_id, at.astimezone(UTC), body)
+        signature = " ".join(_signer(one).sign(msg_id, at.astimezone(UTC), body)
+                             for one in ((secret,) if isinstance(secret, str) else secret))
     except (binascii.Error, EmptyWebhookSecretError, ValueError) as exc:
         raise DeliveryError("webhook signing secret is not a valid whsec_ base64 secret", retriable=False) from exc
     return {
-        "content-type": CONTENT_TYPE, "user-agent": USER_AGENT,
+        "content-type": content_type, "user-agent": USER_AGENT,
         "webhook-id": msg_id, "webhook-timestamp": str(int(at.timestamp())), "webhook-signature": signature,
     }
 
@@ -147,7 +155,9 @@ class WebhookChannel:
 
     def __init__(self, session: aiohttp.ClientSession, *, timeout: float = DEFAULT_TIMEOUT,
                  clock: Callable[[], datetime] = _utcnow, connect_timeout: float = CONNECT_TIMEOUT,
-                 max_body: int = MAX_RESPONSE_BYTES, own_session: bool = False) -> None:
+                 max_body: int = MAX_RESPONSE_BYTES, own_session: bool = False,
+                 on_refused: Refused | None = None) -> None:
+        self._on_refused = on_refused
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(connect_timeout, timeout),
                                               sock_read=timeout)
@@ -157,21 +167,28 @@ class WebhookChannel:
 
     async def send(self, delivery: Delivery) -> None:
         target = target_of(delivery, _target)  # parsed once per destination
-        secret = delivery.subscription.secret
-        if not secret:
+        now = self._clock()
+        secrets_now = delivery.subscription.signing_secrets(now)
+        if not secrets_now:
             raise DeliveryError("webhook subscription has no signing secret", retriable=False)
         try:
             body = orjson.dumps(render.cloudevent(delivery)).decode()
         except TypeError as exc:
             raise DeliveryError(f"the event cannot be encoded as JSON: {exc}", retriable=False) from exc
-        headers = signed_headers(secret, delivery.key, self._clock(), body)
+        headers = signed_headers(secrets_now, delivery.key, now, body)
         status, retry_after = await self._post(target, body, headers)
         if not 200 <= status < 300 and (error := status_error(status, retry_after, target.url())):
+            await self._refused(delivery, error)
             raise error
         if log.isEnabledFor(logging.DEBUG):  # masking the URL costs more than the check
             log.debug("webhook %s accepted %s with %d", target.url(), delivery.key, status, extra={
                 "change_id": delivery.change.id, "subscription_id": delivery.subscription.id,
                 "channel": self.scheme})
+
+    async def _refused(self, delivery: Delivery, error: DeliveryError) -> None:
+        """A 410 Gone: every subscription to the endpoint gets disabled with the reason (`Options.on_refused`)."""
+        if isinstance(error, DestinationGone) and self._on_refused is not None:
+            await self._on_refused(delivery.subscription.destination, str(error))
 
     async def _post(self, target: WebhookTarget, body: str, headers: dict[str, str]) -> tuple[int, float | None]:
         try:
@@ -200,7 +217,7 @@ def build(options: Options) -> Channel:
     """The channel on a session of its own, through the outbound guard."""
     guard = options.webhook_guard
     return WebhookChannel(guard.session(), timeout=options.timeout, connect_timeout=guard.connect_timeout,
-                          max_body=guard.max_body, own_session=True)
+                          max_body=guard.max_body, own_session=True, on_refused=options.on_refused)
 
 
 PLUGIN = Plugin("webhook", ("webhook+https", "webhook+http"), WebhookTarget.parse, build)

@@ -32,21 +32,50 @@ from notifiers.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DrainResult", "OutboxWorker", "Outcome", "Pending", "RetryPolicy", "Sender"]
+__all__ = ["DEFAULT_RETRY_SCHEDULE", "DrainResult", "OutboxWorker", "Outcome", "Pending", "RetryPolicy", "Sender",
+           "parse_schedule"]
 
 Outcome = Literal["delivered", "retried", "dead", "dropped", "held"]
 Pending = tuple[Delivery, int]
 
 
+DEFAULT_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18_000.0, 36_000.0, 36_000.0)
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0}
+
+
+def parse_schedule(text: str) -> tuple[float, ...]:
+    """"0,5s,5m,2h" → seconds before each attempt; ValueError naming a bad entry."""
+    delays = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        number = part.rstrip("smhd") if not part.endswith("ms") else part[:-2]
+        unit = part[len(number):] or "s"
+        try:
+            delays.append(float(number) * _UNITS[unit])
+        except (KeyError, ValueError) as exc:
+            raise ValueError(f"not a delay: {part!r} (try 5s, 5m, 2h)") from exc
+    if not delays or any(d < 0 for d in delays):
+        raise ValueError(f"a retry schedule needs at least one delay, none negative: {text!r}")
+    return tuple(delays)
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """Exponential backoff with jitter, capped; a destination's `Retry-After` wins when it gives one."""
+    """Exponential backoff with jitter, capped, or a `schedule` (`from_schedule`: the seconds to wait before each
+    attempt, the first one immediate, like Svix's); a destination's `Retry-After` wins when it gives one."""
 
     max_attempts: int = 8
     base: float = 1.0
     factor: float = 2.0
     max_delay: float = 3600.0
     jitter: float = 0.1
+    schedule: tuple[float, ...] = ()
+
+    @classmethod
+    def from_schedule(cls, schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE, *, jitter: float = 0.1) -> RetryPolicy:
+        """len(schedule) attempts; after failed attempt n, wait schedule[n] seconds (±jitter)."""
+        if not schedule:
+            raise ValueError("a retry schedule needs at least one delay")
+        return cls(max_attempts=len(schedule), max_delay=max(schedule), jitter=jitter, schedule=tuple(schedule))
 
     def next_delay(self, attempt: int, retry_after: float | None = None, *, spread: float = 0.5) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based).
@@ -56,6 +85,9 @@ class RetryPolicy:
         """
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.max_delay)
+        if self.schedule:
+            raw = self.schedule[min(max(attempt, 1), len(self.schedule) - 1)]
+            return min(raw * (1.0 + self.jitter * (2.0 * spread - 1.0)), self.max_delay)
         try:
             raw = self.base * self.factor ** max(0, attempt - 1)
         except OverflowError:

@@ -14,6 +14,7 @@ import asyncio
 import ipaddress
 import logging
 import signal
+from datetime import timedelta
 from functools import partial
 
 from aiohttp import web
@@ -55,7 +56,7 @@ async def build_app(settings: Settings) -> web.Application:
         return True
 
     hooks = Hooks(check_destination=partial(vet_destination, guard=webhook_guard(settings)), new_secret=new_secret,
-                  mask=mask, ready=ready)
+                  mask=mask, ready=ready, rotation_overlap=timedelta(seconds=settings.webhook_secret_overlap))
     app = create_app(store, hooks, views, auth=_auth(settings, keys))
 
     async def close(_: web.Application) -> None:

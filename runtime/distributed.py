@@ -47,14 +47,13 @@ from notifiers.guard import RATE_POLICY, DeliveryGuard, Limit
 from notifiers.held import HeldDeliveries
 from notifiers.kafka_worker import KafkaNotifier, NotifierConfig
 from notifiers.ratelimit import Rate
-from notifiers.worker import RetryPolicy
 from producers import adapter_for, open_source
 from producers.kafka_publisher import KafkaPublisher, Published, RedisSourceState, SnapshotProducer
 from runtime.health import Problems, read_problems, watch_store
 from runtime.logs import configure
 from runtime.settings import Settings
 from runtime.telegram import disabler, run_bot, telegram_options
-from runtime.wiring import subscription_store, webhook_guard
+from runtime.wiring import retry_policy, subscription_store, webhook_guard
 from streams.bus.kafka import COMPACTED, KafkaBus, Topics, TopicSpec, bootstrap_of, ensure_topics
 from streams.faust_app import Streams, StreamsConfig
 from streams.held_redis import RedisHeldEvents
@@ -268,7 +267,7 @@ async def run_notifier(s: DistributedSettings, channel: str) -> None:
                             session=session, on_refused=disabler(refusals), webhook_guard=webhook_guard(s),
                             **telegram_options(s))
         held = HeldDeliveries(s.redis_url, namespace=s.namespace, channel=channel)  # digests and quiet hours
-        worker = KafkaNotifier(conf, store, guard, channels, policy=RetryPolicy(max_attempts=s.max_attempts),
+        worker = KafkaNotifier(conf, store, guard, channels, policy=retry_policy(s),
                                held=held)
         try:
             async with asyncio.TaskGroup() as tasks:

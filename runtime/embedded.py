@@ -26,12 +26,12 @@ from core.profiles import profile_for
 from core.storms import MassRule
 from notifiers import Channels
 from notifiers.ratelimit import DEFAULT_RATES, Rate, RateLimiter
-from notifiers.worker import DrainResult, OutboxWorker, RetryPolicy
+from notifiers.worker import DrainResult, OutboxWorker
 from producers import adapter_for, open_source
 from runtime.bots import serve_bots
 from runtime.settings import Settings
 from runtime.telegram import DATASET, disabler, host_bot, telegram_options
-from runtime.wiring import webhook_guard
+from runtime.wiring import retry_policy, webhook_guard
 from streams.held_sqlite import HeldEvent
 from streams.processor import Outcome, Processor, deliveries_for
 from streams.sqlite import Database, SourceState, SqliteOutbox, StateStore, ts
@@ -109,7 +109,7 @@ class Embedded:
         self.processor = Processor(self.state, profiles=profile_for, min_ratio=s.min_snapshot_ratio,
                                    baseline_alerts=s.baseline_alerts,
                                    mass_rule=MassRule(s.mass_change_share, s.mass_change_minimum))
-        self.worker = OutboxWorker(self.outbox, self.channels, RetryPolicy(max_attempts=s.max_attempts), self.clock,
+        self.worker = OutboxWorker(self.outbox, self.channels, retry_policy(s), self.clock,
                                    limiter=RateLimiter(self._rates), subscriptions=self.subscriptions)
         for url in s.sources:
             self._sources[url] = (open_source(url, session=self.session), adapter_for(url))

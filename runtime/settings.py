@@ -25,6 +25,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from notifiers.worker import DEFAULT_RETRY_SCHEDULE, parse_schedule
+
 DEFAULT_STATE = "sqlite:///vigie.db"
 
 
@@ -59,6 +61,12 @@ class Settings(BaseSettings):
     # "127.0.0.0/8,::1". Empty (the default): public addresses only (notifiers/ssrf.py)
     webhook_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
     webhook_connect_timeout: float = Field(default=10.0, gt=0)
+    # a rotated-out webhook secret keeps signing (next to the new one) this many seconds (0: no overlap)
+    webhook_secret_overlap: float = Field(default=86_400.0, ge=0)
+    # seconds to wait before each attempt (the first is immediate), like Svix; "0,5s,5m,30m,2h,5h,10h,10h"
+    retry_schedule: Annotated[tuple[float, ...], NoDecode] = DEFAULT_RETRY_SCHEDULE
+    # an endpoint failing every delivery for this many seconds is disabled (every subscription to it)
+    disable_after: float = Field(default=5 * 86_400.0, gt=0)
     slack_bot_token: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("slack_bot_token", "VIGIE_SLACK_BOT_TOKEN", "SLACK_BOT_TOKEN"),
@@ -95,6 +103,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("retry_schedule", mode="before")
+    @classmethod
+    def _schedule(cls, value: Any) -> Any:
+        return parse_schedule(value) if isinstance(value, str) else value
 
     @field_validator("webhook_allow")
     @classmethod

@@ -9,6 +9,7 @@ from __future__ import annotations
 from core.ports import CurrentView, SubscriptionStore
 from core.profiles import PROFILES
 from notifiers.ssrf import NetGuard, NetPolicy
+from notifiers.worker import RetryPolicy
 from runtime.settings import Settings
 from streams.view_sqlite import SqliteCurrentView
 from subscriptions.keys import KeyStore, SqliteKeyStore
@@ -63,3 +64,9 @@ def webhook_guard(settings: Settings) -> NetGuard:
     """The outbound guard of partner URLs: public addresses only, plus `webhook_allow`."""
     return NetGuard(NetPolicy.allowing(settings.webhook_allow), connect_timeout=settings.webhook_connect_timeout,
                     read_timeout=settings.http_timeout)
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    """`retry_schedule`, cut to (or padded with its last delay up to) `max_attempts` attempts."""
+    schedule, attempts = settings.retry_schedule, settings.max_attempts
+    return RetryPolicy.from_schedule((*schedule, *(schedule[-1:] * attempts))[:attempts])

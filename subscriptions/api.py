@@ -5,6 +5,8 @@
                                                   returned once, here
     GET    /v1/subscriptions[/{id}]               secrets never returned
     PATCH  /v1/subscriptions/{id}                 area, filters, pause/resume (subscriptions/lifecycle.py)
+    POST   /v1/subscriptions/{id}/secret/rotate   a new webhook secret, returned once; the old one keeps signing
+                                                  during the overlap (Hooks.rotation_overlap, 24 h by default)
     DELETE /v1/subscriptions/{id}                 204 (202: deleted, published later)
     GET    /v1/datasets/{dataset}/near?lat=&lon=&radius=1km&max_rating=2&limit=20
     GET    /v1/datasets/{dataset}/entities/{entity}
@@ -26,6 +28,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pydantic
@@ -36,8 +39,8 @@ from core.errors import PublishError, SubscriptionError
 from core.model import Subscription
 from core.ports import CurrentView, SubscriptionStore
 from subscriptions.auth import AUTH, PROBLEM, Auth, Problem, authenticate, caller_of, problems
-from subscriptions.lifecycle import SubscriptionPatch, patched
-from subscriptions.models import NearQuery, Place, Status, SubscriptionCreated, SubscriptionOut
+from subscriptions.lifecycle import SubscriptionPatch, patched, rotated
+from subscriptions.models import NearQuery, Place, SecretRotated, Status, SubscriptionCreated, SubscriptionOut
 from subscriptions.openapi import Answer, Operation, document
 from subscriptions.schemas import SubscriptionIn
 
@@ -47,17 +50,25 @@ STORE: web.AppKey[SubscriptionStore] = web.AppKey("store")
 VIEWS: web.AppKey[Mapping[str, CurrentView]] = web.AppKey("views")
 HOOKS: web.AppKey[Hooks] = web.AppKey("hooks")
 DOCUMENT: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
+DEFAULT_OVERLAP = timedelta(hours=24)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 class Hooks:
     """What the API needs from other packages, handed in by runtime/."""
 
     def __init__(self, *, check_destination: Callable[[str], Awaitable[str]], new_secret: Callable[[], str],
-                 mask: Callable[[str], str], ready: Callable[[], Awaitable[bool]] | None = None) -> None:
+                 mask: Callable[[str], str], ready: Callable[[], Awaitable[bool]] | None = None,
+                 rotation_overlap: timedelta = DEFAULT_OVERLAP, clock: Callable[[], datetime] = _utcnow) -> None:
         self.check_destination = check_destination  # the normalised URL, or SubscriptionError
         self.new_secret = new_secret
         self.mask = mask
         self.ready = ready
+        self.rotation_overlap = rotation_overlap  # how long a rotated-out secret keeps signing
+        self.clock = clock
 
 
 def public(subscription: Subscription, mask: Callable[[str], str]) -> dict[str, Any]:
@@ -145,6 +156,19 @@ async def update(request: web.Request) -> web.Response:
     return web.json_response(public(subscription, request.app[HOOKS].mask), status=200 if published else 202)
 
 
+async def rotate(request: web.Request) -> web.Response:
+    current, hooks = await owned(request), request.app[HOOKS]
+    now = hooks.clock()
+    try:
+        subscription = rotated(current, hooks.new_secret(), now=now, overlap=hooks.rotation_overlap)
+    except ValueError as exc:
+        raise Problem(409, "Conflict", f"{current.id}: {exc}") from exc
+    published = await _stored(request.app[STORE].put(subscription))
+    body = SecretRotated(id=subscription.id, secret=subscription.secret or "",
+                         previous_valid_until=subscription.previous_until)
+    return web.json_response(body.model_dump(mode="json"), status=200 if published else 202)
+
+
 async def delete(request: web.Request) -> web.Response:
     sid = (await owned(request)).id
     try:
@@ -213,6 +237,10 @@ OPERATIONS = (
     Operation("PATCH", "/v1/subscriptions/{id}", update, "change the area, filters, or pause/resume", "write",
               {200: Answer("the subscription as it is now", SubscriptionOut),
                202: Answer("changed, published later", SubscriptionOut)}, body=SubscriptionPatch, problems=_INVALID),
+    Operation("POST", "/v1/subscriptions/{id}/secret/rotate", rotate, "a new webhook signing secret", "write",
+              {200: Answer("the new secret, shown only here; the previous one signs too until the time given",
+                           SecretRotated),
+               202: Answer("rotated, published later", SecretRotated)}, problems=(404, 409)),
     Operation("DELETE", "/v1/subscriptions/{id}", delete, "unsubscribe", "write",
               {204: Answer("deleted"), 202: Answer("deleted, published later")}, problems=_NOT_FOUND),
     Operation("GET", "/v1/datasets/{dataset}/near", near, "current records near a point, nearest first", "read",

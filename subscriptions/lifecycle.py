@@ -1,15 +1,19 @@
-"""Changing a subscription after it was made: PATCH /v1/subscriptions/{id}.
+"""Changing a subscription after it was made: PATCH /v1/subscriptions/{id}, and rotating its webhook secret.
 
 A patch names only what changes. Any area field replaces the whole area (one area per subscription, as at
 creation); `kinds`, `datasets`, `rating_at_least`, `lang`, `label` replace theirs; `paused` pauses or resumes
 (resuming also clears a `disabled_reason`: the owner says the endpoint works again). The destination and the
 secret do not change here. The result is validated exactly as a new subscription is (SubscriptionIn), so every
 invalid field is a 422 naming its path.
+
+`rotated` gives a webhook subscription a new secret; the old one keeps signing (next to the new one) until the
+overlap ends, so a receiver can switch secrets at any moment of it without losing a delivery.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -76,3 +80,13 @@ def patched(current: Subscription, body: dict[str, Any]) -> Subscription:
     return replace(current, area=updated.area, filter=updated.filter, lang=updated.lang, label=updated.label,
                    paused=current.paused if patch.paused is None else patch.paused,
                    disabled_reason=None if resumed else current.disabled_reason)
+
+
+def rotated(current: Subscription, secret: str, *, now: datetime, overlap: timedelta) -> Subscription:
+    """`current` signing with `secret` from now on, and with its present secret too until `now + overlap`.
+    A rotation during an overlap drops the older previous secret (at most two secrets sign)."""
+    if not current.secret:
+        raise ValueError("only a webhook subscription has a signing secret to rotate")
+    if overlap <= timedelta(0):
+        return replace(current, secret=secret, previous_secret=None, previous_until=None)
+    return replace(current, secret=secret, previous_secret=current.secret, previous_until=now + overlap)

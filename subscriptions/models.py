@@ -3,6 +3,7 @@ JSON from them and subscriptions/openapi.py describes them, so the document cann
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import pydantic
@@ -28,6 +29,13 @@ class SubscriptionOut(BaseModel):
 
 class SubscriptionCreated(SubscriptionOut):
     secret: str | None = Field(default=None, description="the webhook signing secret (whsec_…), shown only here")
+
+
+class SecretRotated(BaseModel):
+    id: str
+    secret: str = Field(description="the new webhook signing secret (whsec_…), shown only here")
+    previous_valid_until: datetime | None = Field(
+        description="until then, deliveries carry a signature with the previous secret too (none: no overlap)")
 
 
 class FieldError(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from notifiers.ratelimit import DEFAULT_RATES, Rate, RateLimiter, TokenBucket
-from notifiers.worker import RetryPolicy
+from notifiers.worker import RetryPolicy, parse_schedule
 
 POLICY = RetryPolicy()
 
@@ -87,3 +87,26 @@ def test_limiter_forgets_idle_buckets_beyond_its_bound() -> None:
 def test_rates_must_make_sense(per_second: float, burst: float) -> None:
     with pytest.raises(ValueError, match="a rate needs"):
         Rate(per_second, burst)
+
+
+def test_the_default_schedule_is_svixs() -> None:
+    policy = RetryPolicy.from_schedule(jitter=0.0)
+    assert [policy.next_delay(n) for n in range(1, 8)] == [5.0, 300.0, 1800.0, 7200.0, 18_000.0, 36_000.0, 36_000.0]
+    assert [policy.exhausted(n) for n in (7, 8)] == [False, True]
+    assert policy.next_delay(2, retry_after=60.0) == 60.0  # Retry-After wins
+    assert policy.next_delay(2, retry_after=10 * 86_400.0) == 36_000.0  # capped at the longest delay
+
+
+@pytest.mark.parametrize(("text", "schedule"), [
+    ("0,5s,5m,30m,2h,5h,10h,10h", (0.0, 5.0, 300.0, 1800.0, 7200.0, 18_000.0, 36_000.0, 36_000.0)),
+    ("0, 100ms, 1", (0.0, 0.1, 1.0)),
+    ("1d", (86_400.0,)),
+])
+def test_schedules_are_read(text: str, schedule: tuple[float, ...]) -> None:
+    assert parse_schedule(text) == pytest.approx(schedule)
+
+
+@pytest.mark.parametrize("text", ["", "5x", "-1", "soon"])
+def test_bad_schedules_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="delay"):
+        parse_schedule(text)
