@@ -6,13 +6,15 @@
 Input: real Alim'Confiance inspections (runtime/demo_data/), one subscriber per postcode (webhook, each to its
 own endpoint of a local receiver that verifies every signature and dedupes, bench/receiver.py), so every change
 is one alert. A baseline snapshot
-fills the state of both runtimes, then two rounds of edits change every record (one `updated` alert each):
+fills the state of both runtimes, then two rounds regrade every record (one downgrade/upgrade alert each):
 
 - burst:  all edited records published at once; sustained events/s = events / (last receipt - first publish),
           latency = receipt - publish start;
 - paced:  records published one by one at `--rate` per second; latency = receipt - that record's publish;
-- republication: the whole snapshot again, one record in 10 changed (a weekly publication): events = records
-          through the diff until the stream workers committed them all, latency = alert receipt - publish start.
+- republication: the whole snapshot again, one record in `--every` (10) regraded (a weekly publication), on both
+          runtimes: events = records in the snapshot, time = publish start until every alert is received and the
+          stream workers committed everything; the producer sends only what changed since its digests
+          (producers/digests.py), so the ratio to the embedded runtime shows what unchanged records still cost.
 
 Each phase also prints the CPU time it cost per event, by process (the bench's own publisher and receiver,
 each role process, and the rest of the machine: the broker and Redis).
@@ -58,6 +60,7 @@ from notifiers.ratelimit import RateLimiter
 from notifiers.webhook import new_secret
 from notifiers.worker import OutboxWorker
 from producers.datasets.alimconfiance import AlimConfianceAdapter
+from producers.digests import RedisDigests, delta
 from producers.kafka_publisher import KafkaPublisher, end_envelope, record_envelope
 from runtime.demo.snapshots import load_rows
 from runtime.distributed import DistributedSettings, topic_specs
@@ -70,7 +73,6 @@ from subscriptions.sqlite import SqliteSubscriptionStore
 
 VIGIE = Path(sys.executable).parent / "vigie"
 SOURCE = "bench://alimconfiance"
-SNAPSHOT_EVERY = 10  # the republication round changes one record in 10
 PARTITIONS = 4
 
 
@@ -79,21 +81,29 @@ class Inputs:
     base: Snapshot
     rounds: list[Snapshot]
     subscriptions: list[Subscription]
+    every: int = 10
 
 
-def snapshots(events: int) -> tuple[Snapshot, list[Snapshot]]:
-    """The baseline; two rounds editing every record's name (one `updated` change per record); then a weekly
-    republication of round B where one record in `SNAPSHOT_EVERY` changed."""
+LABELS = ("Très satisfaisant", "Satisfaisant", "A améliorer", "A corriger de manière urgente")
+
+
+def snapshots(events: int, every: int) -> tuple[Snapshot, list[Snapshot]]:
+    """The baseline; two rounds regrading every record (one downgrade/upgrade alert per record: a grade is never
+    held by the mass-change guard); then a weekly republication of round B where one record in `every` was
+    regraded."""
     rows = load_rows()[:events]
     adapter = AlimConfianceAdapter()
 
-    def edited(tag: str, every: int = 1, base: str = "") -> Snapshot:
-        changed = [{**row, "app_libelle_etablissement": f"{row['app_libelle_etablissement']}{base}"
-                    + (f" {tag}" if i % every == 0 else "")} for i, row in enumerate(rows)]
+    def graded(shifts: list[int], tag: str) -> Snapshot:
+        changed = []
+        for row, shift in zip(rows, shifts, strict=True):
+            label = LABELS[(LABELS.index(row["synthese_eval_sanit"]) + shift) % len(LABELS)]
+            changed.append({**row, "synthese_eval_sanit": label, "app_code_synthese_eval_sanit": None})
         return _scoped(adapter.to_snapshot(RawSnapshot(SOURCE, changed, True, f"v-{tag}")))
 
     return _scoped(adapter.to_snapshot(RawSnapshot(SOURCE, rows, True, "v-base"))), [
-        edited("(A)"), edited("(B)"), edited("(C)", SNAPSHOT_EVERY, base=" (B)")]
+        graded([1] * len(rows), "A"), graded([2] * len(rows), "B"),
+        graded([3 if i % every == 0 else 2 for i in range(len(rows))], "C")]
 
 
 def _scoped(snapshot: Snapshot) -> Snapshot:
@@ -173,7 +183,7 @@ def burst_result(name: str, receiver: LeanReceiver, start: float, records: list[
 # -- embedded ----------------------------------------------------------------------------------------------
 
 
-async def embedded(inputs: Inputs, receiver: LeanReceiver, workdir: Path, deadline_s: float) -> Result:
+async def embedded(inputs: Inputs, receiver: LeanReceiver, workdir: Path, deadline_s: float) -> list[Result]:
     settings = Settings(state=f"sqlite:///{workdir / 'embedded.db'}")
     store = SqliteSubscriptionStore(settings.subscription_store)
     for subscription in inputs.subscriptions:
@@ -188,13 +198,42 @@ async def embedded(inputs: Inputs, receiver: LeanReceiver, workdir: Path, deadli
         meter.start()
         start = time.time()
         await vigie.processor.process(inputs.rounds[0], matcher, at=datetime.now(UTC))
-        async with asyncio.timeout(deadline_s):
-            while len(receiver.arrivals) < len(inputs.rounds[0].records):
-                await worker.drain(limit=1000)
+        await drain(worker, receiver, len(inputs.rounds[0].records), deadline_s)
         meter.stop()
-    result = burst_result("embedded (SQLite), burst", receiver, start, inputs.rounds[0].records)
-    result.cpu = meter.spent
-    return result
+        result = burst_result("embedded (SQLite), burst", receiver, start, inputs.rounds[0].records)
+        result.cpu = meter.spent
+        receiver.reset()
+        await vigie.processor.process(inputs.rounds[1], matcher, at=datetime.now(UTC))
+        await drain(worker, receiver, len(inputs.rounds[1].records), deadline_s)
+        return [result, await embedded_republication(vigie, worker, matcher, inputs, receiver=receiver,
+                                                      deadline_s=deadline_s)]
+
+
+async def drain(worker: OutboxWorker, receiver: LeanReceiver, count: int, deadline_s: float) -> None:
+    async with asyncio.timeout(deadline_s):
+        while len(receiver.arrivals) < count:
+            await worker.drain(limit=1000)
+
+
+async def embedded_republication(vigie: Embedded, worker: OutboxWorker, matcher: GridIndex, inputs: Inputs, *,
+                                 receiver: LeanReceiver, deadline_s: float) -> Result:
+    snapshot, changed = inputs.rounds[2], regraded(inputs)
+    receiver.reset()
+    meter = CpuMeter({"bench (Vigie + receiver)": os.getpid()})
+    meter.start()
+    start = time.time()
+    await vigie.processor.process(snapshot, matcher, at=datetime.now(UTC))
+    await drain(worker, receiver, len(changed), deadline_s)
+    meter.stop()
+    seconds = max(time.time() - start, 1e-9)
+    return Result(f"embedded, republication (1 in {inputs.every} changed)", len(snapshot.records), seconds,
+                  [receiver.arrivals[r.key] - start for r in changed], meter.spent)
+
+
+def regraded(inputs: Inputs) -> list[Record]:
+    """The records the republication changed against round B."""
+    before = {r.key: r.fingerprint for r in inputs.rounds[1].records}
+    return [r for r in inputs.rounds[2].records if before.get(r.key) != r.fingerprint]
 
 
 # -- distributed -------------------------------------------------------------------------------------------
@@ -340,32 +379,43 @@ async def distributed(inputs: Inputs, receiver: LeanReceiver, cluster: Cluster, 
     finally:
         await publisher.stop()
     results.append(await paced(inputs.rounds[1], receiver, cluster, args))
-    return [*results, await republication(inputs.rounds[2], receiver, cluster, args)]
+    return [*results, await republication(inputs, receiver, cluster, args)]
 
 
-async def republication(snapshot: Snapshot, receiver: LeanReceiver, cluster: Cluster,
+async def republication(inputs: Inputs, receiver: LeanReceiver, cluster: Cluster,
                         args: argparse.Namespace) -> Result:
-    """A whole snapshot published again with few changes: records/s through the diff, until every record is
-    committed by the stream workers and every alert received (latency: publish start to each alert)."""
+    """A whole snapshot published again with few changes, as the producer role does it: digests loaded from
+    Redis, only what changed sent, digests saved; timed until every alert is received and the stream workers
+    committed everything (latency: publish start to each alert)."""
+    snapshot, changed = inputs.rounds[2], regraded(inputs)
     receiver.reset()
     phase("republication")
-    changed = [r for i, r in enumerate(snapshot.records) if i % SNAPSHOT_EVERY == 0]
+    digests = RedisDigests(cluster.redis_url, namespace=f"bench-{cluster.tag}")
+    profile = profile_for(snapshot.dataset)
+    await digests.save(SOURCE, delta(list(inputs.rounds[1].records), {}, complete=True, profile=profile))
     publisher = KafkaPublisher(cluster.bootstrap, prefix=cluster.prefix)
     await publisher.start()
     meter = cluster.meter()
     meter.start()
     start = time.time()
     try:
+        moved = delta(list(snapshot.records), await digests.load(SOURCE), complete=True, profile=profile)
         await publisher.publish(snapshot, snapshot_id="republished", complete=True, baseline=False,
-                                at=datetime.now(UTC))
+                                at=datetime.now(UTC), moved=moved)
+        await digests.save(SOURCE, moved)
     finally:
         await publisher.stop()
+        await digests.aclose()
+    published = time.time()
     await receiver.wait_count(len(changed), args.timeout)
     await cluster.drained(args.timeout)
     meter.stop()
-    seconds = max(time.time() - start, 1e-9)
     latencies = [receiver.arrivals[r.key] - start for r in changed]
-    return Result(f"kafka, republication (1 in {SNAPSHOT_EVERY} changed)", len(snapshot.records), seconds,
+    seconds = max(*latencies, published - start, 1e-9)  # the last alert (drained: also the commits)
+    print(f"republication: {len(moved.send)} of {len(snapshot.records)} records sent in {published - start:.3f}s, "
+          f"last alert after {max(latencies):.3f}s, all offsets committed after {time.time() - start:.3f}s",
+          file=sys.stderr)
+    return Result(f"kafka, republication (1 in {inputs.every} changed)", len(snapshot.records), seconds,
                   latencies, meter.spent)
 
 
@@ -400,6 +450,7 @@ def options() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=10_000, help="records edited per round (max 15,463)")
     parser.add_argument("--rate", type=float, default=1000.0, help="paced round: records published per second")
+    parser.add_argument("--every", type=int, default=10, help="republication: one record in EVERY regraded")
     parser.add_argument("--workers", type=int, default=1, help="stream worker processes")
     parser.add_argument("--notifiers", type=int, default=1, help="webhook notifier processes")
     parser.add_argument("--timeout", type=float, default=180.0, help="bound on every wait, seconds")
@@ -411,15 +462,15 @@ def options() -> argparse.Namespace:
 
 
 async def main(args: argparse.Namespace) -> None:
-    base, rounds = snapshots(args.events)
+    base, rounds = snapshots(args.events, args.every)
     with tempfile.TemporaryDirectory(prefix="vigie-bench-") as tmp:
         workdir = Path(tmp)
         receiver = LeanReceiver()
         await receiver.start()
         try:
-            inputs = Inputs(base, rounds, subscribers(base.records, receiver))
+            inputs = Inputs(base, rounds, subscribers(base.records, receiver), args.every)
             print(f"{len(base.records)} records, {len(inputs.subscriptions)} webhook subscribers (one per postcode)")
-            results = [await embedded(inputs, receiver, workdir, args.timeout)]
+            results = await embedded(inputs, receiver, workdir, args.timeout)
         finally:
             await receiver.close()
         try:
@@ -442,7 +493,8 @@ async def run_distributed(base: Snapshot, rounds: list[Snapshot], workdir: Path,
     await receiver.start()
     cluster = Cluster(args.bootstrap, args.redis, workdir)
     try:
-        return await distributed(Inputs(base, rounds, subscribers(base.records, receiver)), receiver, cluster, args)
+        return await distributed(Inputs(base, rounds, subscribers(base.records, receiver), args.every), receiver,
+                                 cluster, args)
     finally:
         await cluster.stop()
         await cluster.cleanup()
@@ -454,7 +506,9 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
     for result in results:
         print(result.row())
     embedded_rate = results[0].events / results[0].seconds
-    kafka_rate = results[1].events / results[1].seconds
+    kafka_rate = results[2].events / results[2].seconds
+    print(f"\nrepublication, kafka time / embedded time: {results[-1].seconds / results[1].seconds:.2f}x "
+          f"(target <= 2x at 1 in 100 changed: --every 100)")
     print(f"\nkafka burst / embedded: {kafka_rate / embedded_rate:.2f}x events/s "
           f"({args.workers} stream worker(s), {args.notifiers} notifier(s), {PARTITIONS} partitions, "
           f"{os.cpu_count()} CPUs shared with the broker and Redis)")
@@ -467,4 +521,5 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
+    os.environ["VIGIE_WEBHOOK_ALLOW"] = "127.0.0.0/8"  # the receivers are on loopback, which the SSRF guard refuses
     asyncio.run(main(options()))

@@ -18,8 +18,9 @@ from typing import Any, TypeVar
 import orjson
 
 from core.errors import EnvelopeError, SubscriptionError
+from core.filters import filter_from_dict, filter_to_dict
 from core.geo import AdminArea, AdminCodes, Area, BBox, Circle, Everywhere, Point, Polygon
-from core.model import Change, Delivery, Filter, Op, Record, Subscription
+from core.model import Change, Delivery, Op, Record, Subscription
 from core.schedule import DEFAULT_TIMEZONE, parse_digest, parse_quiet, quiet_text, zone
 
 VIGIE_VERSION = "1"
@@ -27,6 +28,7 @@ T = TypeVar("T")
 TYPE_PREFIX = "org.vigie."
 RECORD = "org.vigie.record"
 SNAPSHOT_END = "org.vigie.snapshot.end"
+RECORD_REMOVED = "org.vigie.record.removed"
 CHANGE = "org.vigie.change"
 DELIVERY = "org.vigie.delivery"
 SUBSCRIPTION = "org.vigie.subscription"
@@ -113,8 +115,7 @@ def subscription_to_dict(s: Subscription, *, include_secret: bool = True) -> dic
     destination = s.destination if include_secret else opaque_destination(s.destination)
     return {
         "id": s.id, "area": area_to_dict(s.area), "destination": destination, "lang": s.lang, "label": s.label,
-        "filter": {"datasets": sorted(s.filter.datasets), "kinds": sorted(s.filter.kinds),
-                   "min_rating": s.filter.min_rating},
+        "filter": filter_to_dict(s.filter),
         "secret": s.secret if include_secret else None,
         "digest_hours": s.digest_hours, "quiet_hours": s.quiet_hours, "timezone": s.timezone,
         "paused": s.paused, "disabled_reason": s.disabled_reason, "owner": s.owner,
@@ -129,18 +130,6 @@ def _rotation(s: Subscription) -> dict[str, Any]:
     return {"previous_secret": s.previous_secret, "previous_until": s.previous_until.isoformat()}
 
 
-def _names(value: Any, what: str) -> frozenset[str]:
-    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-        raise SubscriptionError(f"filter {what} must be a list of strings, got {value!r}")
-    return frozenset(value)
-
-
-def _rating(value: Any) -> int | None:
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 4):
-        raise SubscriptionError(f"filter min_rating must be 1..4 or null, got {value!r}")
-    return value
-
-
 def _reason(value: Any) -> str | None:
     if value is not None and not isinstance(value, str):
         raise SubscriptionError(f"disabled_reason must be a string or null, got {value!r}")
@@ -153,8 +142,7 @@ def subscription_from_dict(d: dict[str, Any]) -> Subscription:
         id=d["id"], area=area_from_dict(d["area"]), destination=d["destination"], lang=d.get("lang", "fr"),
         label=d.get("label", ""), secret=d.get("secret"), paused=bool(d.get("paused", False)),
         disabled_reason=_reason(d.get("disabled_reason")), owner=str(d.get("owner") or ""),
-        filter=Filter(_names(f.get("datasets", []), "datasets"), _names(f.get("kinds", []), "kinds"),
-                      _rating(f.get("min_rating"))),
+        filter=filter_from_dict(f),
         **_schedule(d), **_rotation_from(d),
     )
 

@@ -9,6 +9,11 @@ A snapshot goes out as
     one SNAPSHOT_END envelope per partition of the topic, after every record
         data = {snapshot, version, source, dataset, complete, floor, baseline, rows, partition, partitions}
 
+Only what changed crosses Kafka (producers/digests.py): records whose fingerprint moved since the digests of the
+last snapshot sent, and one REMOVED envelope per key a complete snapshot no longer holds (key = its partition
+key; data = {key, dataset, snapshot, version, source, baseline, floor}); the end markers then say
+`removals: "explicit"`. Until a complete snapshot went out whole, every record goes and they say "absent".
+
 `complete` False (incremental feed, failed or truncated download, too few rows) tells the diff agents to remove
 nothing; `floor` is `Profile.window_floor` of the whole snapshot (removals older than it are `aged_out`).
 `baseline` is set until a source has had one trusted snapshot: its records fill the diff state and alert nobody
@@ -32,11 +37,12 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
-from core.codec import KAFKA_HEADERS, RECORD, SNAPSHOT_END, Envelope, record_to_dict
+from core.codec import KAFKA_HEADERS, RECORD, RECORD_REMOVED, SNAPSHOT_END, Envelope, record_to_dict
 from core.diff import floor_problem
 from core.model import Record, stable_hash
 from core.ports import Adapter, Quarantined, RawSnapshot, Snapshot, Source
 from core.profiles import profile_for
+from producers.digests import ABSENT, Delta, RedisDigests, delta
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +78,14 @@ class Published:
     unchanged: bool = False
     problem: str | None = None
     quarantined: int = 0
+    sent: int = 0  # records that crossed Kafka (new or changed since the digests)
+    removed: int = 0  # removals sent
 
     def to_dict(self) -> dict[str, Any]:
         return {"url": self.source, "version": self.version, "snapshot": self.snapshot, "rows": self.records,
                 "complete": self.complete, "baseline": self.baseline, "unchanged": self.unchanged,
-                "problem": self.problem, "quarantined": self.quarantined}
+                "problem": self.problem, "quarantined": self.quarantined, "sent": self.sent,
+                "removed": self.removed}
 
 
 class RedisSourceState:
@@ -123,12 +132,19 @@ def record_envelope(record: Record, *, snapshot: str, version: str, source: str,
     return Envelope(stable_hash(snapshot, record.key), RECORD, ENVELOPE_SOURCE, record.key, at, data)
 
 
+def removal_envelope(key: str, snapshot: Snapshot, *, snapshot_id: str, baseline: bool, floor: str | None,
+                     at: datetime) -> Envelope:
+    data = {"key": key, "dataset": snapshot.dataset, "snapshot": snapshot_id, "version": snapshot.version,
+            "source": snapshot.source, "baseline": baseline, "floor": floor}
+    return Envelope(stable_hash(snapshot_id, key, "removed"), RECORD_REMOVED, ENVELOPE_SOURCE, key, at, data)
+
+
 def end_envelope(snapshot: Snapshot, *, snapshot_id: str, complete: bool, baseline: bool, partition: int,
-                 partitions: int, at: datetime) -> Envelope:
+                 partitions: int, at: datetime, removals: str = ABSENT) -> Envelope:
     data = {"snapshot": snapshot_id, "version": snapshot.version, "source": snapshot.source,
             "dataset": snapshot.dataset, "complete": complete, "baseline": baseline, "rows": len(snapshot.records),
             "floor": profile_for(snapshot.dataset).window_floor(snapshot.records), "partition": partition,
-            "partitions": partitions}
+            "partitions": partitions, "removals": removals}
     return Envelope(stable_hash(snapshot_id, "end", str(partition)), SNAPSHOT_END, ENVELOPE_SOURCE,
                     snapshot.source, at, data)
 
@@ -155,21 +171,28 @@ class KafkaPublisher:
         await self._producer.stop()
 
     async def publish(self, snapshot: Snapshot, *, snapshot_id: str, complete: bool, baseline: bool,
-                      at: datetime) -> None:
-        """Every record, then an end marker on every partition; returns once all are acknowledged."""
+                      at: datetime, moved: Delta | None = None) -> None:
+        """The records `moved` sends (default: every record) and its removals, then an end marker on every
+        partition; returns once all are acknowledged."""
         topic, profile = self.topic(snapshot.dataset), profile_for(snapshot.dataset)
+        moved = moved or Delta(list(snapshot.records), {}, removals=ABSENT)
         futures = [await self._producer.send(
             topic, record_envelope(r, snapshot=snapshot_id, version=snapshot.version, source=snapshot.source,
                                    baseline=baseline, at=at).encode(), key=profile.partition_key(r).encode(),
             headers=list(KAFKA_HEADERS))
-            for r in snapshot.records]
+            for r in moved.send]
+        floor = profile.window_floor(snapshot.records) if moved.removed else None
+        futures += [await self._producer.send(
+            topic, removal_envelope(key, snapshot, snapshot_id=snapshot_id, baseline=baseline, floor=floor,
+                                    at=at).encode(), key=partition_key.encode(), headers=list(KAFKA_HEADERS))
+            for key, partition_key in sorted(moved.removed.items())]
         futures += [await self._quarantine(snapshot.dataset, q) for q in snapshot.quarantined]
         for future in futures:
             await future
         partitions = sorted(await self._producer.partitions_for(topic))
         ends = [await self._producer.send(topic, end_envelope(
             snapshot, snapshot_id=snapshot_id, complete=complete, baseline=baseline, partition=p,
-            partitions=len(partitions), at=at).encode(),
+            partitions=len(partitions), at=at, removals=moved.removals).encode(),
             partition=p, headers=list(KAFKA_HEADERS)) for p in partitions]
         for future in ends:
             await future
@@ -183,9 +206,10 @@ class SnapshotProducer:
     """Polls sources and publishes what changed; the producer role's loop body."""
 
     def __init__(self, publisher: KafkaPublisher, state: RedisSourceState, *, min_ratio: float = 0.5,
-                 baseline_alerts: bool = False) -> None:
+                 baseline_alerts: bool = False, digests: RedisDigests | None = None) -> None:
         self.publisher = publisher
         self.state = state
+        self.digests = digests  # None: every snapshot goes out whole
         self._min_ratio = min_ratio
         self._baseline_alerts = baseline_alerts
 
@@ -205,16 +229,26 @@ class SnapshotProducer:
         complete = snapshot.complete and problem is None
         baseline = not (status and status.baseline_done) and not self._baseline_alerts
         snapshot_id = stable_hash(url, snapshot.version, at.isoformat())
+        moved = await self._delta(snapshot, complete=complete)
         if snapshot.records or complete:
             await self.publisher.publish(snapshot, snapshot_id=snapshot_id, complete=complete, baseline=baseline,
-                                         at=at)
+                                         at=at, moved=moved)
+            if self.digests is not None:  # only once every message is acknowledged
+                await self.digests.save(url, moved)
         rows = len(snapshot.records) if complete else None
         await self.state.put(SourceStatus(url, None if problem else snapshot.version, problem is None, problem,
                                           at.isoformat(), rows))
-        log.info("published %s: %d records, complete=%s, baseline=%s, problem=%s", url, len(snapshot.records),
-                 complete, baseline, problem, extra={"source": url, "snapshot": snapshot_id})
+        log.info("published %s: %d records, %d sent, %d removed, complete=%s, baseline=%s, problem=%s", url,
+                 len(snapshot.records), len(moved.send), len(moved.removed), complete, baseline, problem,
+                 extra={"source": url, "snapshot": snapshot_id})
         return Published(url, snapshot.version, snapshot_id, len(snapshot.records), complete, baseline, False,
-                         problem, len(snapshot.quarantined))
+                         problem, len(snapshot.quarantined), len(moved.send), len(moved.removed))
+
+    async def _delta(self, snapshot: Snapshot, *, complete: bool) -> Delta:
+        if self.digests is None:
+            return Delta(list(snapshot.records), {}, removals=ABSENT, complete=complete)
+        known = await self.digests.load(snapshot.source)
+        return delta(list(snapshot.records), known, complete=complete, profile=profile_for(snapshot.dataset))
 
 
 def _scoped(url: str, snapshot: Snapshot, raw: RawSnapshot) -> Snapshot:

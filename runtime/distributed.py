@@ -33,7 +33,7 @@ import logging
 import signal
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -43,11 +43,13 @@ from pydantic_settings import NoDecode
 
 from core.storms import MassRule
 from notifiers import PLUGINS, Channels
+from notifiers.failing import EndpointWatch, RedisFailures
 from notifiers.guard import RATE_POLICY, DeliveryGuard, Limit
 from notifiers.held import HeldDeliveries
 from notifiers.kafka_worker import KafkaNotifier, NotifierConfig
 from notifiers.ratelimit import Rate
 from producers import adapter_for, open_source
+from producers.digests import RedisDigests
 from producers.kafka_publisher import KafkaPublisher, Published, RedisSourceState, SnapshotProducer
 from runtime.health import Problems, read_problems, watch_store
 from runtime.logs import configure
@@ -153,11 +155,16 @@ def _stop_on_signals() -> asyncio.Event:
 # -- producer --------------------------------------------------------------------------------------------
 
 
-async def run_producer(s: DistributedSettings, *, once: bool) -> list[Published]:
+async def run_producer(s: DistributedSettings, *, once: bool, full: bool = False) -> list[Published]:
     await ensure_topics(s.bootstrap, topic_specs(s))
     publisher = KafkaPublisher(s.bootstrap, prefix=s.topic_prefix, client_id=f"{s.app_id}-producer")
     state = RedisSourceState(s.redis_url, namespace=s.namespace)
-    producer = SnapshotProducer(publisher, state, min_ratio=s.min_snapshot_ratio, baseline_alerts=s.baseline_alerts)
+    digests = RedisDigests(s.redis_url, namespace=s.namespace)
+    if full:  # the next snapshot of each source goes out whole (the stream workers' tables were reset)
+        for url in s.sources:
+            await digests.forget(url)
+    producer = SnapshotProducer(publisher, state, min_ratio=s.min_snapshot_ratio, baseline_alerts=s.baseline_alerts,
+                                digests=digests)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=s.http_timeout)) as session:
         sources = {url: (open_source(url, session=session), adapter_for(url)) for url in s.sources}
         await publisher.start()
@@ -169,6 +176,7 @@ async def run_producer(s: DistributedSettings, *, once: bool) -> list[Published]
         finally:
             await publisher.stop()
             await state.aclose()
+            await digests.aclose()
             for source, _ in sources.values():
                 await source.aclose()
 
@@ -267,8 +275,9 @@ async def run_notifier(s: DistributedSettings, channel: str) -> None:
                             session=session, on_refused=disabler(refusals), webhook_guard=webhook_guard(s),
                             **telegram_options(s))
         held = HeldDeliveries(s.redis_url, namespace=s.namespace, channel=channel)  # digests and quiet hours
-        worker = KafkaNotifier(conf, store, guard, channels, policy=retry_policy(s),
-                               held=held)
+        failures = RedisFailures(s.redis_url, namespace=s.namespace, channel=channel)
+        watch = EndpointWatch(failures, timedelta(seconds=s.disable_after), disabler(refusals))
+        worker = KafkaNotifier(conf, store, guard, channels, policy=retry_policy(s), held=held, endpoints=watch)
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(_heartbeat(s.heartbeat(f"notifier-{channel}"), stop))
@@ -277,6 +286,7 @@ async def run_notifier(s: DistributedSettings, channel: str) -> None:
             await channels.aclose()
             await guard.aclose()
             await held.aclose()
+            await failures.aclose()
             await store.aclose()
             await refusals.aclose()
 
@@ -328,7 +338,7 @@ def cmd_producer(args: argparse.Namespace) -> int:
     if not s.sources:
         sys.stderr.write("vigie producer: no sources configured (VIGIE_SOURCES)\n")
         return 2
-    published = asyncio.run(run_producer(s, once=args.once))
+    published = asyncio.run(run_producer(s, once=args.once, full=args.full))
     if args.once:
         sys.stdout.write(json.dumps({"sources": [p.to_dict() for p in published]}) + "\n")
     return 0
@@ -371,16 +381,20 @@ def add_parsers(sub: Any) -> None:
     producer = sub.add_parser("producer", help="poll sources and publish snapshots to Kafka (distributed)")
     producer.add_argument("--once", action="store_true", help="poll each source once, print a JSON summary, exit")
     producer.add_argument("--source", action="append", help="source URL (repeatable; overrides VIGIE_SOURCES)")
+    producer.add_argument("--full", action="store_true",
+                          help="send the next snapshot of each source whole, not only what changed (after the stream "
+                               "workers' tables were reset)")
     producer.set_defaults(func=cmd_producer)
     streams = sub.add_parser("streams", help="faust-streaming diff and match agents (distributed)")
     streams_sub = streams.add_subparsers(dest="action", required=True)
     streams_sub.add_parser("worker", help="run a stream worker").set_defaults(func=cmd_streams_worker)
     notifier = sub.add_parser("notifier", help="deliver one channel's alerts from Kafka (distributed)")
-    notifier.add_argument("--channel", required=True, choices=sorted({*PLUGINS, "tg"}))
+    notifier.add_argument("--channel", required=True, choices=sorted({*PLUGINS, "tg"}),
+                          help="the channel whose deliveries this notifier sends")
     notifier.set_defaults(func=cmd_notifier)
     sub.add_parser("bot", help="the chatbots (Telegram, Slack /vigie) on the Redis store and view (distributed)"
                    ).set_defaults(func=cmd_bot)
     check = sub.add_parser("healthcheck", help="exit 0 when a distributed role is healthy")
-    check.add_argument("--role", required=True, choices=ROLES)
+    check.add_argument("--role", required=True, choices=ROLES, help="the role to check")
     check.add_argument("--channel", help="with --role notifier: the channel's heartbeat only")
     check.set_defaults(func=cmd_healthcheck)

@@ -20,6 +20,7 @@ from typing import IO, Any
 
 import aiohttp
 
+from core.health import HealthRule
 from core.match import GridIndex
 from core.ports import Adapter, RawSnapshot, Snapshot, Source
 from core.profiles import profile_for
@@ -28,13 +29,14 @@ from notifiers import Channels
 from notifiers.ratelimit import DEFAULT_RATES, Rate, RateLimiter
 from notifiers.worker import DrainResult, OutboxWorker
 from producers import adapter_for, open_source
+from producers.urls import mask as mask_source
 from runtime.bots import serve_bots
 from runtime.settings import Settings
 from runtime.telegram import DATASET, disabler, host_bot, telegram_options
 from runtime.wiring import retry_policy, webhook_guard
 from streams.held_sqlite import HeldEvent
 from streams.processor import Outcome, Processor, deliveries_for
-from streams.sqlite import Database, SourceState, SqliteOutbox, StateStore, ts
+from streams.sqlite import Database, SqliteOutbox, StateStore
 from subscriptions.sqlite import SqliteSubscriptionStore
 
 log = logging.getLogger(__name__)
@@ -108,7 +110,8 @@ class Embedded:
         )
         self.processor = Processor(self.state, profiles=profile_for, min_ratio=s.min_snapshot_ratio,
                                    baseline_alerts=s.baseline_alerts,
-                                   mass_rule=MassRule(s.mass_change_share, s.mass_change_minimum))
+                                   mass_rule=MassRule(s.mass_change_share, s.mass_change_minimum),
+                                   health_rule=HealthRule(s.stale_after, s.failing_after), shown=mask_source)
         self.worker = OutboxWorker(self.outbox, self.channels, retry_policy(s), self.clock,
                                    limiter=RateLimiter(self._rates), subscriptions=self.subscriptions)
         for url in s.sources:
@@ -183,8 +186,8 @@ class Embedded:
         except Exception as exc:  # a broken source must not stop the others
             log.exception("polling %s failed", url)
             problem = f"{type(exc).__name__}: {exc}"
-            await self.state.record_health(SourceState(url, None, False, problem, ts(self.clock()), None))
-            return Outcome(url, "", 0, False, problem=problem)
+            matcher = GridIndex(await self.subscriptions.all())
+            return await self.processor.failed(url, self._sources[url][1].dataset, problem, matcher, at=self.clock())
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as tasks:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -25,6 +26,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from core.health import parse_duration
 from notifiers.worker import DEFAULT_RETRY_SCHEDULE, parse_schedule
 
 DEFAULT_STATE = "sqlite:///vigie.db"
@@ -54,6 +56,8 @@ class Settings(BaseSettings):
     baseline_alerts: bool = False
     mass_change_share: float = Field(default=0.05, gt=0, le=1)  # core/storms.py: a field rewritten on more than
     mass_change_minimum: int = Field(default=20, ge=1)  # this share of a snapshot (and this many records) is held
+    stale_after: timedelta = timedelta(days=10)  # core/health.py: no new version for this long (864000, 10d, 36h)
+    failing_after: int = Field(default=3, ge=1)  # consecutive failed or incomplete polls before a source is failing
     delivery_interval: float = Field(default=1.0, gt=0)
     max_attempts: int = Field(default=8, ge=1)
     http_timeout: float = Field(default=30.0, gt=0)
@@ -96,6 +100,11 @@ class Settings(BaseSettings):
     api_burst: float = Field(default=50.0, ge=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
     log_format: Literal["console", "json"] = "console"
+
+    @field_validator("stale_after", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> timedelta:
+        return parse_duration(value)
 
     @field_validator("sources", "webhook_allow", mode="before")
     @classmethod

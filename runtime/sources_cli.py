@@ -75,14 +75,24 @@ def cmd_sources(args: argparse.Namespace, settings_of: SettingsOf) -> int:
     if args.json:
         sys.stdout.write(_sources_json(sources, events) + "\n")
         return 0
-    table = Table("source", "healthy", "version", "rows", "checked at", "problem", title="sources")
+    table = Table("source", "healthy", "version", "rows", "checked at", "problem", "incident", title="sources")
     for s in sources:
         table.add_row(mask(s.url), "yes" if s.healthy else "[red]no[/]", s.version or "", str(s.rows or ""),
-                      s.checked_at or "", s.problem or "")
+                      s.checked_at or "", s.problem or "", incident_text(s))
     out.print(table)
     if events:
         out.print(_events_table(events))
     return 0
+
+
+def incident_text(source: Any) -> str:
+    """`failing since 2025-06-04 06:00 (5 failed polls)`: the source's open incident (core/health.py), told to its
+    subscribers when it opened; they are told again when it ends."""
+    if not source.incident:
+        return ""
+    since = (source.incident_since or "")[:16].replace("T", " ")
+    failed = f" ({source.failures} failed polls)" if source.failures else ""
+    return f"[red]{source.incident}[/] since {since}{failed}"
 
 
 def find_event(events: Sequence[HeldEvent], wanted: str) -> HeldEvent | None:

@@ -47,7 +47,7 @@ import faust
 from faust.streams import _current_event
 from faust.types import TP
 
-from core.codec import CHANGE, RECORD, SNAPSHOT_END, change_from_dict, decode, read
+from core.codec import CHANGE, RECORD, RECORD_REMOVED, SNAPSHOT_END, change_from_dict, decode, read
 from core.errors import EnvelopeError
 from core.model import Delivery
 from core.profiles import profile_for
@@ -63,7 +63,7 @@ from streams.bus.kafka import (
     start_offsets,
 )
 from streams.faust_transport import App
-from streams.kafka_diff import PartitionDiff, RecordMessage, SnapshotEnd
+from streams.kafka_diff import PartitionDiff, RecordMessage, Removal, SnapshotEnd
 from streams.kafka_gate import candidate_message, end_message, is_held
 from streams.kafka_index import SubscriptionFeed
 from streams.kafka_positions import Positions
@@ -400,6 +400,9 @@ class Streams:
             if change is not None and candidate(change, profile_for(change.dataset)):
                 return [candidate_message(topics.gate, change, source=record.source, snapshot=record.snapshot)]
             return [] if change is None else [change_message(topics, change)]
+        if envelope.type == RECORD_REMOVED:
+            change = diff.on_removed(Removal.from_data(envelope.data, envelope.time), message.partition)
+            return [] if change is None else [change_message(topics, change)]
         if envelope.type == SNAPSHOT_END:
             end = SnapshotEnd.from_data(envelope.data, envelope.time)
             out = [change_message(topics, c) for c in diff.on_end(end, message.partition)]
@@ -408,7 +411,7 @@ class Streams:
             partitions = end.partitions or self.conf.partitions
             return [*out, end_message(topics.gate, source=end.source, snapshot=end.snapshot,
                                       partition=message.partition, partitions=partitions, rows=end.rows, at=end.at)]
-        raise EnvelopeError(f"expected type {RECORD!r} or {SNAPSHOT_END!r}, got {envelope.type!r}")
+        raise EnvelopeError(f"expected type {RECORD!r}, {RECORD_REMOVED!r} or {SNAPSHOT_END!r}, got {envelope.type!r}")
 
     async def match_batch(self, events: Sequence[Any], generation: int | None = None) -> None:
         out: list[Outgoing] = []

@@ -21,6 +21,10 @@ of its partition and source not seen in its snapshot with `core.diff.removal` (a
 floor). An incomplete marker removes nothing. Baseline records and markers update the state and emit nothing.
 The caller must publish the returned changes durably *before* it commits the staged state.
 
+A producer that sends only what changed (producers/digests.py) says so in its markers (`removals: "explicit"`):
+a key absent from the snapshot is then unchanged, not gone, and each gone key comes as a REMOVED message
+(`on_removed`), diffed with `core.diff.removal` as a marker would have.
+
 Replays are harmless. After a crash or a rebalance the state (changelog) can be ahead of the committed offsets,
 so messages of an *older* snapshot may come again: a record older than the snapshot its key was last seen in is
 ignored, and a marker only removes keys last seen in an older snapshot than its own ("t", the producer's poll
@@ -90,6 +94,7 @@ class SnapshotEnd:
     at: datetime
     rows: int = 0  # in the whole snapshot
     partitions: int = 0  # of the topic, as the producer saw it (0: not said)
+    explicit: bool = False  # removals come as REMOVED messages; an absent key is unchanged, not gone
 
     @classmethod
     def from_data(cls, data: dict[str, Any], at: datetime) -> SnapshotEnd:
@@ -98,9 +103,33 @@ class SnapshotEnd:
             return cls(str(data["snapshot"]), str(data["version"]), str(data["source"]), str(data["dataset"]),
                        _flag(data["complete"]), _flag(data.get("baseline", False)),
                        None if floor is None else str(floor), at, int(data.get("rows") or 0),
-                       int(data.get("partitions") or 0))
+                       int(data.get("partitions") or 0), data.get("removals") == "explicit")
         except (KeyError, TypeError, ValueError) as exc:
             raise EnvelopeError(f"invalid snapshot-end data: {type(exc).__name__}: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Removal:
+    """A key a complete snapshot no longer holds, told by a producer that sends only what changed."""
+
+    key: str
+    dataset: str
+    snapshot: str
+    version: str
+    source: str
+    baseline: bool
+    floor: str | None
+    at: datetime
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any], at: datetime) -> Removal:
+        try:
+            floor = data.get("floor")
+            return cls(str(data["key"]), str(data["dataset"]), str(data["snapshot"]), str(data["version"]),
+                       str(data["source"]), _flag(data.get("baseline", False)), None if floor is None else str(floor),
+                       at)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EnvelopeError(f"invalid removal data: {type(exc).__name__}: {exc}") from exc
 
 
 def _flag(value: Any) -> bool:
@@ -150,8 +179,9 @@ class PartitionDiff:
         return None if msg.baseline else change
 
     def on_end(self, end: SnapshotEnd, partition: int) -> list[Change]:
-        """Remove the keys of `partition` last seen in an older snapshot; a removal leaves a marker entry for one
-        snapshot period, so that a replay of older messages cannot bring the key back."""
+        """Remove the keys of `partition` last seen in an older snapshot (with explicit removals: only forget the
+        removal entries of older snapshots); a removal leaves a marker entry for one snapshot period, so that a
+        replay of older messages cannot bring the key back."""
         if not end.complete:
             return []
         profile, at = self._profiles(end.dataset), end.at.timestamp()
@@ -162,12 +192,30 @@ class PartitionDiff:
             if REMOVED in entry:
                 self.records.delete(key)  # removed a snapshot ago: no replay reaches back that far
                 continue
+            if end.explicit:
+                continue  # not sent: unchanged since the producer's digests
             before = record_from_dict(entry["r"])
-            self.records.put(key, {REMOVED: 1, "s": end.snapshot, "t": at, "p": partition})
-            self._leave_group(end.source, before)
+            self._remove(end.source, before, snapshot=end.snapshot, at=at, partition=partition)
             if not end.baseline:
                 changes.append(removal(before, at=end.at, version=end.version, profile=profile, floor=end.floor))
         return changes
+
+    def on_removed(self, msg: Removal, partition: int) -> Change | None:
+        """A key the producer says is gone: removed unless already gone (a replay) or newer than the message."""
+        key = f"{msg.source}{SEP}{msg.key}"
+        entry: Entry | None = self.records.get(key)
+        if entry is None or REMOVED in entry or entry["t"] > msg.at.timestamp():
+            return None
+        before = record_from_dict(entry["r"])
+        self._remove(msg.source, before, snapshot=msg.snapshot, at=msg.at.timestamp(), partition=partition)
+        if msg.baseline:
+            return None
+        return removal(before, at=msg.at, version=msg.version, profile=self._profiles(msg.dataset), floor=msg.floor)
+
+    def _remove(self, source: str, before: Record, *, snapshot: str, at: float, partition: int) -> None:
+        """The key becomes a removal entry (for one snapshot period) and leaves its entity."""
+        self.records.put(f"{source}{SEP}{before.key}", {REMOVED: 1, "s": snapshot, "t": at, "p": partition})
+        self._leave_group(source, before)
 
     def _seen(self, key: str, entry: Entry, msg: RecordMessage, partition: int) -> None:
         """An unchanged record: the stored one stays (as in the embedded state), now seen in `msg`'s snapshot."""

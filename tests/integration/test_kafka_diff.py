@@ -19,7 +19,8 @@ from core.codec import record_from_dict
 from core.diff import apply, diff, refreshed
 from core.model import Change, Record
 from core.profiles import Profile, profile_for
-from streams.kafka_diff import DictKV, PartitionDiff, RecordMessage, SnapshotEnd
+from producers.digests import ABSENT, COMPLETE_MARK, EXPLICIT, delta
+from streams.kafka_diff import DictKV, PartitionDiff, RecordMessage, Removal, SnapshotEnd
 from tests.unit.core.factories import AT, inspection
 from tests.unit.core.strategies import ENTITIES, KEYS, profiles, states
 
@@ -138,3 +139,75 @@ def test_an_incomplete_marker_removes_nothing_and_a_baseline_alerts_nobody() -> 
     assert stream.snapshot(rows, complete=True, baseline=True) == []
     assert stream.snapshot(rows[:1], complete=False) == []
     assert sorted(c.key for c in stream.snapshot(rows[:1], complete=True)) == ["b", "c"]
+
+
+Message = RecordMessage | Removal | SnapshotEnd
+
+
+class DigestStream(Stream):
+    """The same tables fed as a producer with digests feeds them: only the records whose fingerprint moved, one
+    removal per key a complete snapshot lost, markers saying so (producers/digests.py)."""
+
+    def __init__(self, partitions: int, profile: Profile) -> None:
+        super().__init__(partitions)
+        self.profile, self.known, self.sent = profile, dict[str, str](), dict[int, list[tuple[Message, int]]]()
+
+    def snapshot(self, records: Iterable[Record], *, complete: bool, baseline: bool = False,
+                 replay: int | None = None) -> list[Change]:
+        if replay is None:
+            self.seq += 1
+            self.sent[self.seq] = self._messages(list(records), complete=complete, baseline=baseline)
+        return [c for msg, partition in self.sent[self.seq if replay is None else replay]
+                for c in self._feed(msg, partition)]
+
+    def _messages(self, current: list[Record], *, complete: bool, baseline: bool) -> list[tuple[Message, int]]:
+        snapshot, version, at = f"snap{self.seq}", f"v{self.seq}", AT + timedelta(days=self.seq)
+        moved = delta(current, self.known, complete=complete, profile=self.profile)
+        floor, dataset = self.profile.window_floor(current), self.profile.dataset or "generic"
+        out: list[tuple[Message, int]] = [(RecordMessage(r, snapshot, version, SOURCE, baseline, at),
+                                           partition_of(r, self.partitions)) for r in moved.send]
+        gone = {k: r for k, r in self.state().items() if k in moved.removed}
+        out += [(Removal(k, dataset, snapshot, version, SOURCE, baseline, floor, at), partition_of(r, self.partitions))
+                for k, r in gone.items()]
+        out += [(SnapshotEnd(snapshot, version, SOURCE, dataset, complete, baseline, floor, at,
+                             explicit=moved.removals == EXPLICIT), p) for p in range(self.partitions)]
+        self.known = {k: v for k, v in self.known.items() if k not in moved.removed} | moved.digests
+        if moved.removals == ABSENT and complete:
+            self.known = {**moved.digests, COMPLETE_MARK: "1"}
+        return out
+
+    def _feed(self, msg: Message, partition: int) -> list[Change]:
+        if isinstance(msg, RecordMessage):
+            change = self.diff.on_record(msg, partition)
+        elif isinstance(msg, Removal):
+            change = self.diff.on_removed(msg, partition)
+        else:
+            return self.diff.on_end(msg, partition)
+        return [] if change is None else [change]
+
+
+@settings(max_examples=150, deadline=None)
+@given(profile=profiles, data=st.data(), completes=st.lists(st.booleans(), min_size=3, max_size=3),
+       partitions=st.sampled_from((1, 2, 3)))
+def test_sending_only_what_changed_gives_the_whole_snapshot_diff(profile: Profile, data: st.DataObject,
+                                                                 completes: list[bool], partitions: int) -> None:
+    draw = [with_fixed_entities(data.draw(states(profile))) for _ in range(4)]
+    stream, previous = DigestStream(partitions, profile), dict(draw[0])
+    stream.snapshot(draw[0].values(), complete=True, baseline=True)
+    for seq, (snapshot, complete) in enumerate(zip(draw[1:], completes, strict=True), start=2):
+        expected = embedded(previous, snapshot.values(), seq=seq, complete=complete, profile=profile)
+        assert signature(stream.snapshot(snapshot.values(), complete=complete)) == signature(expected)
+        previous = apply(previous, expected) | {r.key: r for r in refreshed(previous, snapshot.values(), expected)}
+        assert stream.state() == previous
+        assert signature(stream.snapshot([], complete=complete, replay=seq)) == []  # a replay changes nothing
+        assert stream.state() == previous
+
+
+def test_an_unchanged_republication_sends_no_record() -> None:
+    rows = [inspection(key, entity=key) for key in ("a", "b", "c")]
+    stream = DigestStream(2, profile_for("alimconfiance"))
+    stream.snapshot(rows, complete=True, baseline=True)
+    assert stream.snapshot(rows, complete=True) == []
+    assert [type(m).__name__ for m, _ in stream.sent[2]] == ["SnapshotEnd", "SnapshotEnd"]
+    assert [c.key for c in stream.snapshot(rows[1:], complete=True)] == ["a"]
+    assert [type(m).__name__ for m, _ in stream.sent[3]] == ["Removal", "SnapshotEnd", "SnapshotEnd"]
