@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from core.model import Filter, Subscription
 from notifiers.webhook import new_secret
 from runtime.demo.portal import FakePortal
 from runtime.demo.receiver import WebhookReceiver
-from runtime.demo.snapshots import DATASET_ID, DemoStory, build_snapshots
+from runtime.demo.snapshots import DATASET_ID, DemoSnapshot, DemoStory, build_snapshots
 from runtime.embedded import Embedded
 from runtime.settings import Settings
 from subscriptions.publisher import KafkaSubscriptionPublisher
@@ -256,18 +256,24 @@ def subscriptions_for(receiver: WebhookReceiver) -> list[Subscription]:
 async def embedded_alerts(tmp_path: Path, portal: FakePortal, story: DemoStory,
                           subscriptions: list[Subscription]) -> set[Alert]:
     """What the embedded runtime would deliver for the same publications."""
+    return set().union(*await embedded_alerts_of(tmp_path, portal, [story.first, story.second], subscriptions))
+
+
+async def embedded_alerts_of(tmp_path: Path, portal: FakePortal, snapshots: Sequence[DemoSnapshot],
+                             subscriptions: list[Subscription]) -> list[set[Alert]]:
+    """What the embedded runtime delivers for each of these publications."""
     url = portal.url_for(DATASET_ID)
     settings = Settings(state=f"sqlite:///{tmp_path / 'embedded.db'}", sources=[url])
     store = SqliteSubscriptionStore(settings.subscription_store)
     for subscription in subscriptions:
         await store.put(subscription)
     await store.aclose()
-    alerts: set[Alert] = set()
+    alerts = []
     async with Embedded(settings) as vigie:
-        for snapshot in (story.first, story.second):
+        for snapshot in snapshots:
             portal.publish(DATASET_ID, snapshot.rows, modified=snapshot.modified)
             outcome = await vigie.poll(url)
-            alerts |= {(d.subscription.id, d.key, d.change.kind) for d in outcome.deliveries}
+            alerts.append({(d.subscription.id, d.key, d.change.kind) for d in outcome.deliveries})
     return alerts
 
 

@@ -21,15 +21,13 @@ from core.model import Subscription
 from runtime.demo.portal import FakePortal
 from runtime.demo.receiver import WebhookReceiver
 from runtime.demo.snapshots import DATASET_ID, DemoSnapshot
-from runtime.embedded import Embedded
-from runtime.settings import Settings
-from subscriptions.sqlite import SqliteSubscriptionStore
 from tests.e2e.replay import build_replay, digest, entity, identity, partition
 from tests.e2e.test_distributed import (  # noqa: F401 - fixtures are found by name in this module
     PARTITIONS,
     Alert,
     Deployment,
     deployment,
+    embedded_alerts_of,
     idle_pairs,
     kafka_bootstrap,
     portal,
@@ -41,24 +39,6 @@ from tests.e2e.test_distributed import (  # noqa: F401 - fixtures are found by n
 )
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(420)]
-
-
-async def embedded_alerts(tmp_path: Path, portal: FakePortal, snapshots: Sequence[DemoSnapshot],
-                          subscriptions: list[Subscription]) -> list[set[Alert]]:
-    """What the embedded runtime delivers for each publication."""
-    url = portal.url_for(DATASET_ID)
-    settings = Settings(state=f"sqlite:///{tmp_path / 'embedded.db'}", sources=[url])
-    store = SqliteSubscriptionStore(settings.subscription_store)
-    for subscription in subscriptions:
-        await store.put(subscription)
-    await store.aclose()
-    alerts = []
-    async with Embedded(settings) as vigie:
-        for snapshot in snapshots:
-            portal.publish(DATASET_ID, snapshot.rows, modified=snapshot.modified)
-            outcome = await vigie.poll(url)
-            alerts.append({(d.subscription.id, d.key, d.change.kind) for d in outcome.deliveries})
-    return alerts
 
 
 async def run_distributed(deployment: Deployment, portal: FakePortal, receiver: WebhookReceiver,
@@ -94,7 +74,7 @@ async def test_weeks_of_publications_alert_as_the_embedded_runtime(
         deployment: Deployment, portal: FakePortal, receiver: WebhookReceiver, tmp_path: Path) -> None:
     snapshots, edits = build_replay(publications=6, partitions=PARTITIONS)
     subscriptions = subscriptions_for(receiver)
-    per_publication = await embedded_alerts(tmp_path, portal, snapshots, subscriptions)
+    per_publication = await embedded_alerts_of(tmp_path, portal, snapshots, subscriptions)
     expected = set().union(*per_publication)
     kinds = Counter(kind for _, _, kind in expected)
     assert not per_publication[0], "the first publication is a baseline"
@@ -124,7 +104,7 @@ async def test_an_address_change_across_partitions_is_one_update(
     small = [DemoSnapshot([r for r in s.rows if identity(r) in kept or digest(*identity(r)) % 10 == 0], s.modified,
                           s.label) for s in snapshots]
     subscriptions = subscriptions_for(receiver)[:1]  # everywhere, every kind
-    expected = set().union(*await embedded_alerts(tmp_path, portal, small, subscriptions))
+    expected = set().union(*await embedded_alerts_of(tmp_path, portal, small, subscriptions))
     numbers = {i[0] for i in moved}
 
     got = await run_distributed(deployment, portal, receiver, small, subscriptions, expected=len(expected))
