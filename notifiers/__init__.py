@@ -28,6 +28,7 @@ import aiohttp
 from core.errors import DeliveryError, SubscriptionError
 from core.model import Delivery
 from core.ports import Channel, MergingChannel
+from core.urls import host_problem
 from notifiers import console, slack, telegram, webhook
 from notifiers.base import DEFAULT_TIMEOUT, Options, Plugin, Refused, Target, mask_unparsed, split_scheme
 from notifiers.ssrf import Blocked, NetGuard
@@ -50,6 +51,10 @@ def parse_destination(url: str, plugins: Mapping[str, Plugin] = PLUGINS) -> Targ
     if plugin is None or scheme not in plugin.schemes:
         known = ", ".join(f"{s}://" for p in plugins.values() for s in p.schemes)
         raise SubscriptionError(f"unknown destination scheme {scheme}://: expected one of {known}")
+    host = urlsplit(url.strip()).hostname if scheme.endswith(("+http", "+https")) else None
+    problem = host_problem(host) if host else None  # no host at all: the plugin says what it expects
+    if problem:
+        raise SubscriptionError(f"{scheme}:// destination: {problem}")
     return plugin.parse(url.strip())
 
 

@@ -14,13 +14,16 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from core.ports import Adapter, Source
-from producers.csv_http import CsvSource
+from core.urls import host_problem
+from producers.csv_http import CsvSource, csv_location
 from producers.datasets.alimconfiance import AlimConfianceAdapter
 from producers.datasets.generic import GenericAdapter
-from producers.opendatasoft import OdsSource
+from producers.opendatasoft import OdsSource, parse_ods_url
 from producers.urls import fragment_options, mask
 
-__all__ = ["AlimConfianceAdapter", "CsvSource", "GenericAdapter", "OdsSource", "adapter_for", "open_source"]
+__all__ = ["AlimConfianceAdapter", "CsvSource", "GenericAdapter", "OdsSource", "adapter_for", "check_source",
+           "open_source"]
+ODS_SCHEMES = ("ods+https", "ods+http")
 
 
 def _scheme(url: str) -> str:
@@ -30,12 +33,32 @@ def _scheme(url: str) -> str:
 
 def open_source(url: str, *, session: aiohttp.ClientSession | None = None, **options: Any) -> Source:
     """The source for `url`, by scheme. `options` go to the source's constructor (timeouts, retry…)."""
-    scheme = _scheme(url)
-    if scheme in ("ods+https", "ods+http"):
+    check_source(url)
+    if _scheme(url) in ODS_SCHEMES:
         return OdsSource(url, session=session, **options)
-    if scheme in ("csv+https", "csv+http", "file", ""):
-        return CsvSource(url, session=session, **options)
-    raise ValueError(f"no source for {mask(url)}: use ods+https://, csv+https://, file:// or a file path")
+    return CsvSource(url, session=session, **options)
+
+
+def check_source(url: str) -> None:
+    """ValueError saying what is wrong with a source URL and what would be accepted; nothing is opened."""
+    scheme = _scheme(url)
+    if scheme in ODS_SCHEMES:
+        parse_ods_url(url)
+    elif scheme in ("csv+https", "csv+http", "file", ""):
+        csv_location(url)
+    else:
+        raise ValueError(f"no source for {mask(url)}: use ods+https://PORTAL/DATASET, csv+https://…/FILE.csv, "
+                         f"file:///PATH.csv or a file path{_hint(url)}")
+    problem = host_problem(urlsplit(url).hostname) if scheme.endswith(("http", "https")) else None
+    if problem:
+        raise ValueError(f"source {mask(url)}: {problem}")
+
+
+def _hint(url: str) -> str:
+    scheme = _scheme(url)
+    if scheme in ("http", "https"):
+        return f" (for a CSV file over HTTP: csv+{mask(url)})"
+    return ""
 
 
 def _dataset_name(url: str) -> str:

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 SCHEMES = ("csv+https", "csv+http", "file")
 
 
-def _location(url: str) -> tuple[str | None, Path | None]:
+def csv_location(url: str) -> tuple[str | None, Path | None]:
     """(http url, None) or (None, path)."""
     parts = urlsplit(url)
     if parts.scheme in ("csv+https", "csv+http"):
@@ -49,7 +49,7 @@ class CsvSource(HttpSource):
     def __init__(self, url: str, *, session: aiohttp.ClientSession | None = None, connect_timeout: float = 10.0,
                  read_timeout: float = 60.0, total_timeout: float | None = 600.0,
                  retry: RetryPolicy | None = None) -> None:
-        self._http_url, self._path = _location(url)
+        self._http_url, self._path = csv_location(url)
         super().__init__(url, session)
         self._timeout = client_timeout(connect=connect_timeout, read=read_timeout, total=total_timeout)
         self._retry = retry or RetryPolicy()

@@ -1,25 +1,16 @@
-"""Small URL helpers shared by the sources: secret masking, loopback checks, `#key=a+b` fragments."""
+"""Small URL helpers shared by the sources: secret masking (core.urls), loopback checks, `#key=a+b` fragments."""
 
 from __future__ import annotations
 
 import ipaddress
-from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
-SECRET_PARAMS = frozenset({"apikey", "api_key", "token", "access_token"})
-MASK = "****"
+from core.urls import mask_url
 
 
 def mask(url: str) -> str:
-    """The URL with secret query parameters (apikey, token…) and any password replaced by `****`."""
-    parts = urlsplit(url)
-    query = urlencode([(k, MASK if k.lower() in SECRET_PARAMS else v)
-                       for k, v in parse_qsl(parts.query, keep_blank_values=True)], safe="*")
-    netloc = parts.netloc
-    userinfo, at, host = netloc.rpartition("@")
-    if at:
-        user, colon, _ = userinfo.partition(":")
-        netloc = f"{user}:{MASK}@{host}" if colon else f"{MASK}@{host}"
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
+    """The URL with its password and secret query parameters (apikey, token…) replaced by `***`."""
+    return mask_url(url)
 
 
 def is_loopback(host: str | None) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import secrets
 import signal
@@ -19,9 +18,12 @@ from rich.table import Table
 from core.codec import area_to_dict
 from core.errors import PublishError, SubscriptionError
 from core.model import Subscription
+from core.urls import mask_url
 from notifiers import mask, new_secret, vet_destination
-from runtime import sources_cli, tenants_cli
+from runtime import deliveries_cli, sources_cli, tenants_cli
+from runtime.cli_support import HINTS, Parser, add_roles, joined, option_errors, package_version, run_exit_code
 from runtime.embedded import Embedded
+from runtime.errors import UsageError, fail
 from runtime.logs import configure
 from runtime.republish import republisher
 from runtime.settings import Settings
@@ -55,7 +57,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(json.dumps(summary))
         else:
             out.print_json(data=summary)
-        return 0
+        return run_exit_code(summary)
     asyncio.run(_run_forever(settings))
     return 0
 
@@ -80,7 +82,7 @@ def _subscription_input(args: argparse.Namespace) -> SubscriptionIn:
         "to": args.to, "near": args.near, "radius_m": args.radius, "commune": args.commune,
         "postcode": args.postcode, "departement": args.departement, "region": args.region,
         "bbox": tuple(float(x) for x in args.bbox.split(",")) if args.bbox else None,
-        "polygon": json.loads(open(args.polygon, encoding="utf-8").read()) if args.polygon else None,  # noqa: SIM115
+        "polygon": _geojson(args.polygon) if args.polygon else None,
         "everywhere": args.everywhere, "rating_at_least": args.rating_at_least, "lang": args.lang,
         "kinds": frozenset(k for k in (args.kinds or "").split(",") if k),
         "datasets": frozenset(d for d in (args.dataset or "").split(",") if d),
@@ -92,8 +94,15 @@ def _subscription_input(args: argparse.Namespace) -> SubscriptionIn:
     return SubscriptionIn(**{k: v for k, v in fields.items() if v is not None})
 
 
-def _errors(exc: pydantic.ValidationError) -> str:
-    return "\n".join(f"  {'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in exc.errors())
+def _geojson(path: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as file:
+            return json.load(file)
+    except OSError as exc:
+        raise UsageError(f"--polygon {path}: cannot be read ({exc.strerror or exc}); expected a GeoJSON file") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"--polygon {path}: not JSON ({exc}); expected a GeoJSON Polygon or MultiPolygon "
+                         "geometry") from None
 
 
 def cmd_subscribe(args: argparse.Namespace) -> int:
@@ -102,11 +111,9 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
         spec = _subscription_input(args)
         destination = asyncio.run(vet_destination(spec.to, webhook_guard(settings)))
     except pydantic.ValidationError as exc:
-        err.print(f"[red]invalid subscription[/]\n{_errors(exc)}")
-        return 2
+        raise UsageError(option_errors(exc)) from None
     except (SubscriptionError, ValueError, OSError) as exc:
-        err.print(f"[red]invalid subscription[/]: {exc}")
-        return 2
+        raise UsageError(f"invalid subscription: --to: {exc}") from None
     generated = destination.startswith("webhook") and spec.secret is None
     spec = spec.model_copy(update={"to": destination, "secret": new_secret() if generated else spec.secret})
     subscription = spec.to_subscription(f"sub_{secrets.token_hex(5)}")
@@ -242,7 +249,7 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
         return 0
     table = Table("source", "reason", "row", title=f"{len(rows)} most recent quarantined row(s)")
     for source, reason, row in rows:
-        table.add_row(mask(source), reason, json.dumps(row, ensure_ascii=False, default=str)[:120])
+        table.add_row(mask_url(source), reason, json.dumps(row, ensure_ascii=False, default=str)[:120])
     out.print(table)
     return 0
 
@@ -277,15 +284,15 @@ def _subscribe_parser(sub: Any) -> None:
     p.add_argument("--near", help="LAT,LON")
     p.add_argument("--radius", help="with --near: 500m, 1km (default 1km)")
     for level in ("commune", "postcode", "departement", "region"):
-        p.add_argument(f"--{level}", help=f"{level} code")
+        p.add_argument(f"--{level}", help=HINTS[level])
     p.add_argument("--bbox", help="SOUTH,WEST,NORTH,EAST")
     p.add_argument("--polygon", help="GeoJSON Polygon/MultiPolygon geometry file")
-    p.add_argument("--everywhere", action="store_true")
+    p.add_argument("--everywhere", action="store_true", help="the whole dataset, wherever it happens")
     p.add_argument("--rating-at-least", type=int, choices=(1, 2, 3, 4),
                    help="only results rated N or worse (4 = urgent corrective action)")
     p.add_argument("--kinds", help="comma-separated: new_inspection,downgrade,upgrade,updated,removed,aged_out")
     p.add_argument("--dataset", help="comma-separated dataset names (default: all)")
-    p.add_argument("--lang", choices=("fr", "en"), default="fr")
+    p.add_argument("--lang", choices=("fr", "en"), default="fr", help="language of the alerts (default fr)")
     p.add_argument("--secret", help="webhook signing secret whsec_… (generated when absent)")
     p.add_argument("--label", help="a note for yourself")
     p.add_argument("--digest", help="send alerts together every N hours: 6h (urgent ones go at once)")
@@ -295,7 +302,11 @@ def _subscribe_parser(sub: Any) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="vigie", description="Tell me when this public data changes near me.")
+    root = Parser(prog="vigie", description="Tell me when this public data changes near me.",
+                  epilog="exit codes: 0 ok, 1 a source failed or was incomplete, 2 usage or configuration error, "
+                         "3 deliveries failed and are left (docs/operations.md)")
+    root.add_argument("--version", action="version", version=f"vigie {package_version()}")
+    root.add_argument("--debug", action="store_true", help="show the traceback of an error")
     root.add_argument("--state", help="state database URL (default $VIGIE_STATE or sqlite:///vigie.db)")
     sub = root.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="poll sources, diff, match and deliver (embedded runtime)")
@@ -304,45 +315,54 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--source", action="append", help="source URL (repeatable; overrides VIGIE_SOURCES)")
     run.set_defaults(func=cmd_run)
     _subscribe_parser(sub)
-    subs = sub.add_parser("subscriptions", help="list subscriptions")
-    subs_sub = subs.add_subparsers(dest="action", required=True)
-    listing = subs_sub.add_parser("list")
-    listing.add_argument("--json", action="store_true")
+    subs = sub.add_parser("subscriptions", help="list subscriptions (or republish them)")
+    subs.set_defaults(func=cmd_list, json=False)
+    subs_sub = subs.add_subparsers(dest="action")
+    listing = subs_sub.add_parser("list", help="list subscriptions (the default)")
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
     listing.set_defaults(func=cmd_list)
     republish = subs_sub.add_parser("republish", help="publish the subscription writes a broker outage left behind "
                                                       "(distributed)")
     republish.add_argument("--all", action="store_true", help="resend every subscription (a lost or new topic)")
     republish.set_defaults(func=cmd_republish)
+    deliveries_cli.add_parsers(sub, subs_sub, _settings)
     unsub = sub.add_parser("unsubscribe", help="remove a subscription")
-    unsub.add_argument("id")
+    unsub.add_argument("id", help="the subscription's id (sub_…, from `vigie subscriptions`)")
     unsub.set_defaults(func=cmd_unsubscribe)
     sub.add_parser("config", help="print the effective settings, secrets masked").set_defaults(func=cmd_config)
     sources_cli.add_parser(sub, _settings)
     tenants_cli.add_parser(sub, _settings)
     quarantine = sub.add_parser("quarantine", help="rows that could not be read, with the reason")
-    quarantine.add_argument("--limit", type=int, default=50)
-    quarantine.add_argument("--json", action="store_true")
+    quarantine.add_argument("--limit", type=int, default=50, help="how many of the most recent rows (default 50)")
+    quarantine.add_argument("--json", action="store_true", help="print JSON instead of a table")
     quarantine.set_defaults(func=cmd_quarantine)
     api = sub.add_parser("api", help="serve the REST API (subscriptions, current-state lookup)")
     api.add_argument("--host", help="address to bind (default $VIGIE_API_HOST or 127.0.0.1)")
     api.add_argument("--port", type=int, help="port (default $VIGIE_API_PORT or 8080)")
     api.set_defaults(func=cmd_api)
     demo = sub.add_parser("demo", help="run Vigie end to end on real data against local stand-ins")
-    demo.add_argument("--lang", choices=("fr", "en"), default="fr")
+    demo.add_argument("--lang", choices=("fr", "en"), default="fr", help="language of the alerts (default fr)")
     demo.add_argument("--keep", action="store_true", help="keep the demo's state directory")
     demo.set_defaults(func=cmd_demo)
-    with contextlib.suppress(ImportError):  # the distributed roles need the kafka and redis extras
-        from runtime.distributed import add_parsers  # noqa: PLC0415
-
-        add_parsers(sub)
+    add_roles(sub, _roles)  # the distributed roles need the kafka and redis extras
     return root
 
 
+def _roles() -> Any:
+    from runtime.distributed import add_parsers  # noqa: PLC0415 - needs the kafka and redis extras
+
+    return add_parsers
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    with contextlib.suppress(KeyboardInterrupt):
+    """Run one command; its exit code (runtime/errors.py: 0 ok, 1 source failed, 2 usage, 3 deliveries left)."""
+    args = parser().parse_args(joined(sys.argv[1:] if argv is None else argv))
+    try:
         return int(args.func(args))
-    return 130
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # every error ends here: one line, or its traceback with --debug
+        return fail(exc, prog=f"vigie {args.command}", debug=args.debug)
 
 
 if __name__ == "__main__":

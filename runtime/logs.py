@@ -15,11 +15,15 @@ an outage does not, for an `error` field (`ConnectionError: Error 111 connecting
 logger, level, template and exception type with a burst of one: one line per failure kind per window. A
 record logged with `extra={"collapse": True}` (a loud error a role repeats while a problem lasts) collapses
 the same way. Tracebacks that remain are plain text: never the local variables (they may hold secrets).
+
+Every URL in a line, its fields and its traceback is masked (core.urls.mask_text): a password or an `apikey=` that
+a library quotes in an error never reaches the log.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import re
 import sys
@@ -30,6 +34,8 @@ from dataclasses import dataclass
 from typing import TextIO
 
 import structlog
+
+from core.urls import mask_text
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "collapse"}
 NOISY = ("aiokafka", "faust", "mode")
@@ -81,6 +87,19 @@ def _extras(logger: object, name: str, event: structlog.typing.EventDict) -> str
             if key not in _STANDARD and not key.startswith("_"):
                 event.setdefault(key, value)
     return event
+
+
+def _masked(logger: object, name: str, event: structlog.typing.EventDict) -> structlog.typing.EventDict:
+    for key, value in event.items():
+        if isinstance(value, str) and "://" in value:
+            event[key] = mask_text(value)
+    return event
+
+
+def _masked_traceback(sio: TextIO, exc_info: structlog.typing.ExcInfo) -> None:
+    buffer = io.StringIO()
+    structlog.dev.plain_traceback(buffer, exc_info)
+    sio.write(mask_text(buffer.getvalue()))
 
 
 def _timer(delay_s: float, callback: Callable[[], None]) -> threading.Timer:
@@ -214,8 +233,8 @@ def handler(fmt: str = "console", *, stream: TextIO | None = None, window_s: flo
     window collapsed (`window_s` 0 keeps every line)."""
     # plain tracebacks: the default console one (rich's, when installed) prints every frame's local variables
     renderer: list[structlog.typing.Processor] = (
-        [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()] if fmt == "json"
-        else [structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)])
+        [structlog.processors.format_exc_info, _masked, structlog.processors.JSONRenderer()] if fmt == "json"
+        else [_masked, structlog.dev.ConsoleRenderer(colors=False, exception_formatter=_masked_traceback)])
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[structlog.stdlib.add_log_level, structlog.stdlib.add_logger_name,
                            structlog.processors.TimeStamper(fmt="iso", utc=True), _extras],

@@ -6,13 +6,17 @@ The TOML file is `$VIGIE_CONFIG`, else `./vigie.toml` when present:
     poll_interval = 3600
     sources = ["ods+https://dgal.opendatasoft.com/export_alimconfiance"]
 
-Secrets are SecretStr and print masked (`Settings.masked()`).
+Secrets are SecretStr and print masked (`Settings.masked()`), URLs with their passwords and token-like query
+parameters masked (core.urls). A value that cannot work (an unknown source scheme, a Redis store without the
+`redis` extra, a malformed file) fails here, naming the setting: `runtime.errors` turns it into one line.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import os
+import tomllib
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -27,17 +31,51 @@ from pydantic_settings import (
 )
 
 from core.health import parse_duration
+from core.urls import mask_url
 from notifiers.worker import DEFAULT_RETRY_SCHEDULE, parse_schedule
+from producers import check_source
 
 DEFAULT_STATE = "sqlite:///vigie.db"
+EXTRAS = {"redis": "redis", "aiokafka": "kafka"}  # module → the extra that installs it
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing or malformed; the message names the file."""
 
 
 def config_file() -> Path | None:
     explicit = os.environ.get("VIGIE_CONFIG")
     if explicit:
-        return Path(explicit)
+        return _readable(Path(explicit))
     local = Path("vigie.toml")
-    return local if local.exists() else None
+    return _readable(local) if local.exists() else None
+
+
+def _readable(path: Path) -> Path:
+    try:
+        tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file (VIGIE_CONFIG)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc} (https://toml.io; e.g. poll_interval = 3600)") from None
+    return path
+
+
+def sqlite_url(value: str) -> str:
+    """A plain path (`state.db`, `/var/lib/vigie.db`) as the SQLite URL it means; URLs as they are."""
+    if "://" in value or not value.strip():
+        return value
+    return f"sqlite:///{value.strip()}"
+
+
+def needs_extra(url: str) -> str | None:
+    """`pip install …` advice when the adapter of `url` needs an extra that is not installed."""
+    module = {"redis": "redis", "rediss": "redis", "kafka": "aiokafka"}.get(url.partition("://")[0])
+    if module is None or importlib.util.find_spec(module) is not None:
+        return None
+    return f"{url.partition('://')[0]}:// needs the {EXTRAS[module]} extra: pip install 'vigie[kafka,redis]'"
 
 
 class Settings(BaseSettings):
@@ -113,6 +151,37 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("sources")
+    @classmethod
+    def _sources(cls, value: list[str]) -> list[str]:
+        for url in value:
+            check_source(url)  # ValueError says what would be accepted
+        return value
+
+    @field_validator("state", mode="before")
+    @classmethod
+    def _state(cls, value: Any) -> Any:
+        value = sqlite_url(value) if isinstance(value, str) else value
+        if isinstance(value, str) and not value.startswith(("sqlite:///", "memory://")):
+            raise ValueError(f"{mask_url(value)} is not a SQLite state: use a path (vigie.db), sqlite:///PATH "
+                             "or memory://")
+        return value
+
+    @field_validator("store", mode="before")
+    @classmethod
+    def _store(cls, value: Any) -> Any:
+        value = sqlite_url(value) if isinstance(value, str) else value
+        if isinstance(value, str) and not value.startswith(("sqlite:///", "memory://", "redis://", "rediss://")):
+            raise ValueError(f"{mask_url(value)} is not a store: use redis://HOST:6379/0, a path or sqlite:///PATH")
+        return _with_extra(value)
+
+    @field_validator("bus", mode="before")
+    @classmethod
+    def _bus(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.startswith(("memory://", "kafka://")):
+            raise ValueError(f"{mask_url(value)} is not a bus: use memory:// (embedded) or kafka://HOST:9092")
+        return _with_extra(value)
+
     @field_validator("retry_schedule", mode="before")
     @classmethod
     def _schedule(cls, value: Any) -> Any:
@@ -140,6 +209,23 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, *extra)
 
     def masked(self) -> dict[str, Any]:
-        """The settings as they may be printed: secrets masked (SecretStr prints '**********')."""
-        return {name: (str(value) if isinstance(value, SecretStr) else value)
-                for name, value in self.model_dump().items()}
+        """The settings as they may be printed: secrets masked (SecretStr prints '**********'), and inside every
+        URL the password and the token-like query parameters."""
+        return {name: _masked(value) for name, value in self.model_dump().items()}
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return str(value)
+    if isinstance(value, str):
+        return mask_url(value)
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    return value
+
+
+def _with_extra(value: Any) -> Any:
+    advice = needs_extra(value) if isinstance(value, str) else None
+    if advice:
+        raise ValueError(advice)
+    return value

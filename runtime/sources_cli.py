@@ -18,7 +18,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from notifiers import mask
+from core.urls import mask_url as mask
 from runtime.embedded import Embedded
 from runtime.settings import Settings
 from streams.held_sqlite import HeldEvent
@@ -42,7 +42,8 @@ def _sources_json(sources: Sequence[Any], events: Sequence[HeldEvent]) -> str:
     rows = []
     for s in sources:
         row = dataclasses.asdict(s)
-        row["events"] = [e.to_dict() for e in events if e.source == row["url"]]
+        row["events"] = [{**e.to_dict(), "source": mask(e.source)} for e in events if e.source == row["url"]]
+        row["url"] = mask(row["url"])
         rows.append(row)
     return json.dumps(rows)
 

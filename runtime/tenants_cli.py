@@ -94,8 +94,8 @@ def add_parser(sub: Any, settings_of: SettingsOf) -> None:
     add.add_argument("name", help="tenant name: a-z 0-9 _ . -")
     add.add_argument("--scopes", default="read,write", help="read, write or read,write (default)")
     listing = actions.add_parser("list", help="every key, never the key itself")
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
     revoke = actions.add_parser("revoke", help="revoke a key by id")
-    revoke.add_argument("key_id")
+    revoke.add_argument("key_id", help="the key's id (from `vigie tenants list`)")
     for parser, command in ((add, cmd_add), (listing, cmd_list), (revoke, cmd_revoke)):
         parser.set_defaults(func=lambda args, command=command: command(args, settings_of(args)))

@@ -33,9 +33,10 @@ async def vigie(env: dict[str, str], *args: str) -> tuple[int, str, str]:
     return process.returncode or 0, out.decode(), err.decode()
 
 
-async def run_once(env: dict[str, str]) -> dict[str, Any]:
+async def run_once(env: dict[str, str], *, exit_code: int = 0) -> dict[str, Any]:
+    """`vigie run --once --json`'s summary; `exit_code` 1 when a source is expected to fail (cron sees it)."""
     code, out, err = await vigie(env, "run", "--once", "--json")
-    assert code == 0, err
+    assert code == exit_code, err
     return dict(json.loads(out.strip().splitlines()[-1]))
 
 
@@ -105,7 +106,7 @@ async def test_a_broken_file_removes_nothing_and_a_fixed_one_flows_on(tmp_path: 
 
     for broken in ("html-page.csv", "binary.csv", "empty.csv", "no-header.csv"):
         shutil.copy(BAD_ROWS / broken, target)
-        summary = await run_once(env)
+        summary = await run_once(env, exit_code=1)
         assert summary["changes"] == {"created": 0, "updated": 0, "removed": 0}, broken
         assert summary["sources"][0]["problem"], broken
     code, out, _ = await vigie(env, "sources", "--json")

@@ -282,3 +282,24 @@ def test_a_record_marked_collapse_repeats_once_per_window(logs: Logs) -> None:
         logs.handler.handle(record)
     assert logs.events() == ["the store has lost its data"] * 3 + ["store lost (3)"]
     assert "collapse" not in logs.lines()[-1], "a flag, not a field"
+
+
+@pytest.mark.parametrize("fmt", ["console", "json"])
+def test_urls_are_masked_in_lines_fields_and_tracebacks(fmt: str) -> None:
+    stream = io.StringIO()
+    log = logging.getLogger("vigie.test.masking")
+    log.addHandler(handler(fmt, stream=stream, window_s=0))
+    log.propagate = False
+    try:
+        try:
+            raise ValueError("cannot reach https://u:hunter2@portal.example/x?apikey=k3y")
+        except ValueError:
+            log.exception("polling %s failed", "redis://:s3cret@host:6379/0",
+                          extra={"source": "ods+https://p.example/d?token=t0k"})
+    finally:
+        log.handlers.clear()
+    written = stream.getvalue()
+    for secret in ("hunter2", "k3y", "s3cret", "t0k"):
+        assert secret not in written
+    for shown in ("redis://:***@host:6379/0", "https://u:***@portal.example/x?apikey=***", "?token=***"):
+        assert shown in written
