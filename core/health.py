@@ -17,6 +17,7 @@ goes to every active subscription whose filter admits the dataset, wherever its 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -26,6 +27,24 @@ STALE, FAILING, RECOVERED = "stale", "failing", "recovered"
 NOTICE_PREFIX = "source-incident:"
 KINDS = {STALE: Kind.SOURCE_STALE, FAILING: Kind.SOURCE_FAILING, RECOVERED: Kind.SOURCE_RECOVERED}
 DETAIL_CHARS = 300
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw]?)")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: str | float | timedelta) -> timedelta:
+    """`864000`, `"864000"`, `"10d"`, `"36h"`, `"2w"` → a positive timedelta; ValueError saying what is expected."""
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        found = _DURATION.fullmatch(value.strip().lower())
+        if found is None:
+            raise ValueError(f"a duration is seconds or a number with s, m, h, d or w (10d, 36h), got {value!r}")
+        seconds = float(found[1]) * _UNITS[found[2]]
+    if seconds <= 0:
+        raise ValueError(f"a duration must be positive, got {value!r}")
+    return timedelta(seconds=seconds)
 
 
 @dataclass(frozen=True, slots=True)

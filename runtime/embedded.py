@@ -14,7 +14,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import IO, Any
 
@@ -111,7 +111,8 @@ class Embedded:
         self.processor = Processor(self.state, profiles=profile_for, min_ratio=s.min_snapshot_ratio,
                                    baseline_alerts=s.baseline_alerts,
                                    mass_rule=MassRule(s.mass_change_share, s.mass_change_minimum),
-                                   health_rule=HealthRule(s.stale_after, s.failing_after), shown=mask_source)
+                                   health_rule=HealthRule(timedelta(seconds=s.stale_after), s.failing_after),
+                                   shown=mask_source)
         self.worker = OutboxWorker(self.outbox, self.channels, retry_policy(s), self.clock,
                                    limiter=RateLimiter(self._rates), subscriptions=self.subscriptions)
         for url in s.sources:

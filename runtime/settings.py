@@ -17,7 +17,6 @@ import importlib.util
 import ipaddress
 import os
 import tomllib
-from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -94,7 +93,7 @@ class Settings(BaseSettings):
     baseline_alerts: bool = False
     mass_change_share: float = Field(default=0.05, gt=0, le=1)  # core/storms.py: a field rewritten on more than
     mass_change_minimum: int = Field(default=20, ge=1)  # this share of a snapshot (and this many records) is held
-    stale_after: timedelta = timedelta(days=10)  # core/health.py: no new version for this long (864000, 10d, 36h)
+    stale_after: float = 864_000.0  # seconds (or 10d, 36h): core/health.py, no new version for this long is stale
     failing_after: int = Field(default=3, ge=1)  # consecutive failed or incomplete polls before a source is failing
     delivery_interval: float = Field(default=1.0, gt=0)
     max_attempts: int = Field(default=8, ge=1)
@@ -141,8 +140,8 @@ class Settings(BaseSettings):
 
     @field_validator("stale_after", mode="before")
     @classmethod
-    def _duration(cls, value: Any) -> timedelta:
-        return parse_duration(value)
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value).total_seconds()
 
     @field_validator("sources", "webhook_allow", mode="before")
     @classmethod

@@ -10,6 +10,8 @@ A worker is a thin loop around the pure core: this module only decides what to c
 - A mass rewrite of a field (core/storms.py) is held as one dataset event: the state and the view move
   on, the held changes wait in the state for `release`, and each subscription that one of them would have
   reached gets one notice instead.
+- After every poll, good, failed or unchanged, the source's incident takes a step (core/health.py): when one opens
+  or ends, its notice goes to every subscription of the dataset, enqueued with the source's health.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from core.diff import apply, diff, floor_problem, refreshed
+from core.health import DEFAULT_HEALTH_RULE, HealthRule, Incident, Poll, source_notice, step
 from core.match import Matcher
 from core.model import Change, Delivery, Op, Record
 from core.ports import Snapshot
@@ -46,6 +49,7 @@ class Outcome:
     quarantined: int = 0
     held: list[Change] = field(default_factory=list)
     event: DatasetEvent | None = None
+    notice: Change | None = None  # the source's incident opened or ended (core/health.py)
 
     def counts(self) -> Counter[str]:
         return Counter(c.op.value for c in self.changes)
@@ -56,6 +60,27 @@ class Outcome:
 
 def deliveries_for(changes: Iterable[Change], matcher: Matcher) -> list[Delivery]:
     return [Delivery.of(change, sub) for change in changes for sub in matcher.match(change)]
+
+
+def incident_of(state: SourceState | None) -> Incident:
+    if state is None:
+        return Incident()
+    return Incident(state.incident or "", _moment(state.incident_since), state.failures,
+                    _moment(state.failing_since), _moment(state.fresh_at))
+
+
+def with_incident(state: SourceState, incident: Incident) -> SourceState:
+    return replace(state, incident=incident.state or None, incident_since=_stamp(incident.since),
+                   failures=incident.failures, failing_since=_stamp(incident.failing_since),
+                   fresh_at=_stamp(incident.fresh_at))
+
+
+def _moment(stamp: str | None) -> datetime | None:
+    return None if stamp is None else datetime.fromisoformat(stamp)
+
+
+def _stamp(moment: datetime | None) -> str | None:
+    return None if moment is None else ts(moment)
 
 
 def notices_for(parted: Split, matcher: Matcher) -> list[Delivery]:
@@ -72,8 +97,11 @@ class Processor:
 
     def __init__(self, state: StateStore, *, profiles: Callable[[str], Profile] = lambda _: GENERIC,
                  min_ratio: float = 0.5, baseline_alerts: bool = False,
-                 mass_rule: MassRule = DEFAULT_MASS_RULE) -> None:
+                 mass_rule: MassRule = DEFAULT_MASS_RULE, health_rule: HealthRule = DEFAULT_HEALTH_RULE,
+                 shown: Callable[[str], str] = str) -> None:
         self.state = state
+        self._health_rule = health_rule
+        self._shown = shown  # a source URL as subscribers may see it (secrets masked)
         self._profiles = profiles
         self._min_ratio = min_ratio
         self._baseline_alerts = baseline_alerts
@@ -95,11 +123,14 @@ class Processor:
 
     async def process(self, snapshot: Snapshot, matcher: Matcher, *, at: datetime) -> Outcome:
         scope = snapshot.source
-        if snapshot.unchanged:
-            await self.state.record_health(SourceState(scope, None, True, None, ts(at), None))
-            return Outcome(scope, snapshot.version, 0, snapshot.complete, unchanged=True)
-        previous = await self.previous(scope)
         known = await self.state.source(scope)
+        if snapshot.unchanged:
+            health, notices = self.incident(known, SourceState(scope, None, True, None, ts(at), None),
+                                            snapshot.dataset, Poll(at), matcher)
+            await self.state.commit(Commit(scope, [], [], [], notices, [], health), now=at)
+            return Outcome(scope, snapshot.version, 0, snapshot.complete, unchanged=True, deliveries=notices,
+                           notice=notices[0].change if notices else None)
+        previous = await self.previous(scope)
         baseline = known is None or known.version is None  # no complete snapshot seen yet
         problem = floor_problem(snapshot, len(previous), self._min_ratio)
         complete = snapshot.complete and problem is None
@@ -112,6 +143,9 @@ class Processor:
         deliveries = deliveries_for(parted.kept, matcher) + notices_for(parted, matcher) if alerting else []
         health = SourceState(scope, None if problem else snapshot.version, problem is None, problem, ts(at),
                              len(snapshot.records))
+        fresh = problem is None and (known is None or known.version != snapshot.version)
+        health, notices = self.incident(known, health, snapshot.dataset, Poll(at, problem, fresh), matcher)
+        deliveries += notices
         silent = refreshed(previous, snapshot.records, changes)
         commit = self._commit(scope, changes, parted, deliveries, snapshot=snapshot, health=health,
                               baseline=baseline, silent=silent)
@@ -119,11 +153,37 @@ class Processor:
         await self.state.commit(commit, now=at, also=lambda conn: view.apply_in(conn, changes))
         self._cache[scope] = apply(previous, changes) | {r.key: r for r in silent}
         outcome = Outcome(scope, snapshot.version, len(snapshot.records), complete, baseline, False, problem,
-                          parted.kept, deliveries, len(snapshot.quarantined), parted.held, parted.event)
+                          parted.kept, deliveries, len(snapshot.quarantined), parted.held, parted.event,
+                          notices[0].change if notices else None)
         log.info("processed %s: %d rows, %d changes, %d held, %d deliveries, %d quarantined%s", scope, outcome.rows,
                  len(parted.kept), len(parted.held), len(deliveries), outcome.quarantined,
                  " (baseline)" if baseline else "")
         return outcome
+
+    def incident(self, known: SourceState | None, health: SourceState, dataset: str, poll: Poll,
+                 matcher: Matcher) -> tuple[SourceState, list[Delivery]]:
+        """`health` with the source's incident after `poll`, and the deliveries of its notice if one opened or
+        ended (to every subscription of `dataset`)."""
+        incident, transition = step(incident_of(known), poll, self._health_rule)
+        health = with_incident(health, incident)
+        if transition is None:
+            return health, []
+        version = (known.version or "") if known else ""
+        notice = source_notice(health.url, dataset, transition, poll.at, version=version,
+                               shown=self._shown(health.url))
+        deliveries = deliveries_for([notice], matcher)
+        log.warning("source %s: %s since %s, %d subscriber(s) told", self._shown(health.url), transition.state,
+                    transition.since.isoformat(), len(deliveries), extra={"source": self._shown(health.url)})
+        return health, deliveries
+
+    async def failed(self, url: str, dataset: str, problem: str, matcher: Matcher, *, at: datetime) -> Outcome:
+        """A poll that raised: the source is unhealthy, and its incident takes a step, in one transaction."""
+        known = await self.state.source(url)
+        health, notices = self.incident(known, SourceState(url, None, False, problem, ts(at), None), dataset,
+                                        Poll(at, problem), matcher)
+        await self.state.commit(Commit(url, [], [], [], notices, [], health), now=at)
+        return Outcome(url, "", 0, False, problem=problem, deliveries=notices,
+                       notice=notices[0].change if notices else None)
 
     @staticmethod
     def _commit(scope: str, changes: list[Change], parted: Split, deliveries: list[Delivery], *, snapshot: Snapshot,

@@ -28,7 +28,7 @@ from core.codec import (
     subscription_to_dict,
 )
 from core.model import Change, Delivery, Record
-from core.ports import Quarantined
+from core.ports import DeadLetter, Quarantined
 from core.storms import DatasetEvent
 from streams import held_sqlite
 
@@ -48,7 +48,8 @@ CREATE TABLE IF NOT EXISTS records (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sources (
     url TEXT PRIMARY KEY, version TEXT, healthy INTEGER NOT NULL DEFAULT 1, problem TEXT,
-    checked_at TEXT, rows INTEGER
+    checked_at TEXT, rows INTEGER, incident TEXT, incident_since TEXT, failures INTEGER NOT NULL DEFAULT 0,
+    failing_since TEXT, fresh_at TEXT
 );
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, subscription_id TEXT NOT NULL,
@@ -69,14 +70,39 @@ CREATE TABLE IF NOT EXISTS quarantine (
 """
 
 
+# columns added since the first release: (name, declaration), added to an older database when it is opened
+SOURCE_COLUMNS = (("incident", "TEXT"), ("incident_since", "TEXT"), ("failures", "INTEGER NOT NULL DEFAULT 0"),
+                  ("failing_since", "TEXT"), ("fresh_at", "TEXT"))
+
+
 @dataclass(frozen=True, slots=True)
 class SourceState:
+    """A source's health, and its open incident (core/health.py) with what decides the next one."""
+
     url: str
     version: str | None
     healthy: bool
     problem: str | None
     checked_at: str | None
     rows: int | None
+    incident: str | None = None  # "stale" or "failing" while an incident is open
+    incident_since: str | None = None
+    failures: int = 0  # consecutive failed or incomplete polls
+    failing_since: str | None = None
+    fresh_at: str | None = None  # when a new version was last seen
+
+    @classmethod
+    def of_row(cls, row: Sequence[Any]) -> SourceState:
+        return cls(row[0], row[1], bool(row[2]), row[3], row[4], row[5], row[6], row[7], int(row[8] or 0), row[9],
+                   row[10])
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Add the columns an older database lacks (its rows get their defaults: no incident known)."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(sources)")}
+    for name, declaration in SOURCE_COLUMNS:
+        if name not in have:
+            conn.execute(f"ALTER TABLE sources ADD COLUMN {name} {declaration}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +145,7 @@ class Database:
     def _connect(self) -> None:
         self._conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         self._conn.executescript(SCHEMA + held_sqlite.SCHEMA)
+        migrate(self._conn)
 
     async def close(self) -> None:
         if self._conn is not None:
@@ -164,16 +191,16 @@ class StateStore:
 
     async def source(self, url: str) -> SourceState | None:
         def read(conn: sqlite3.Connection) -> SourceState | None:
-            row = conn.execute(
-                "SELECT url, version, healthy, problem, checked_at, rows FROM sources WHERE url = ?", (url,)
-            ).fetchone()
-            return None if row is None else SourceState(row[0], row[1], bool(row[2]), row[3], row[4], row[5])
+            row = conn.execute("SELECT url, version, healthy, problem, checked_at, rows, incident, incident_since, "
+                               "failures, failing_since, fresh_at FROM sources WHERE url = ?", (url,)).fetchone()
+            return None if row is None else SourceState.of_row(row)
         return await self.db.call(read)
 
     async def sources(self) -> list[SourceState]:
         def read(conn: sqlite3.Connection) -> list[SourceState]:
-            rows = conn.execute("SELECT url, version, healthy, problem, checked_at, rows FROM sources ORDER BY url")
-            return [SourceState(r[0], r[1], bool(r[2]), r[3], r[4], r[5]) for r in rows]
+            rows = conn.execute("SELECT url, version, healthy, problem, checked_at, rows, incident, incident_since, "
+                                "failures, failing_since, fresh_at FROM sources ORDER BY url")
+            return [SourceState.of_row(r) for r in rows]
         return await self.db.call(read)
 
     async def record_health(self, state: SourceState) -> None:
@@ -216,10 +243,14 @@ class StateStore:
 
 def _upsert_source(conn: sqlite3.Connection, s: SourceState) -> None:
     conn.execute(
-        "INSERT INTO sources (url, version, healthy, problem, checked_at, rows) VALUES (?, ?, ?, ?, ?, ?) "
+        "INSERT INTO sources (url, version, healthy, problem, checked_at, rows, incident, incident_since, failures, "
+        "failing_since, fresh_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (url) DO UPDATE SET version = coalesce(excluded.version, version), healthy = excluded.healthy, "
-        "problem = excluded.problem, checked_at = excluded.checked_at, rows = coalesce(excluded.rows, rows)",
-        (s.url, s.version, int(s.healthy), s.problem, s.checked_at, s.rows),
+        "problem = excluded.problem, checked_at = excluded.checked_at, rows = coalesce(excluded.rows, rows), "
+        "incident = excluded.incident, incident_since = excluded.incident_since, failures = excluded.failures, "
+        "failing_since = excluded.failing_since, fresh_at = excluded.fresh_at",
+        (s.url, s.version, int(s.healthy), s.problem, s.checked_at, s.rows, s.incident, s.incident_since,
+         s.failures, s.failing_since, s.fresh_at),
     )
 
 
@@ -252,6 +283,12 @@ def _delivery_payload(d: Delivery) -> bytes:
     # The embedded outbox lives in the same file as the subscriptions, secrets included.
     return orjson.dumps({"key": d.key, "change": change_to_dict(d.change),
                          "subscription": subscription_to_dict(d.subscription, include_secret=True)})
+
+
+def _dead_letter(payload: dict[str, Any], attempts: int, reason: str) -> DeadLetter:
+    change, subscription = payload["change"], payload["subscription"]
+    channel = str(subscription["destination"]).partition("://")[0].partition("+")[0]
+    return DeadLetter(payload["key"], subscription["id"], channel, change["id"], change["kinds"][0], attempts, reason)
 
 
 def _enqueue(conn: sqlite3.Connection, deliveries: Iterable[Delivery], now: datetime) -> None:
@@ -300,6 +337,21 @@ class SqliteOutbox:
     async def dropped(self, key: str, reason: str) -> None:
         await self.db.call(lambda conn: conn.execute(
             "UPDATE outbox SET status = 'dropped', last_error = ? WHERE key = ?", (reason, key)))
+
+    async def dead(self, limit: int = 1000) -> list[DeadLetter]:
+        """core.ports.DeadLetters: the dead letters, most recent first."""
+        def read(conn: sqlite3.Connection) -> list[DeadLetter]:
+            rows = conn.execute("SELECT payload, attempts, last_error FROM outbox WHERE status = 'dead' "
+                                "ORDER BY seq DESC LIMIT ?", (limit,))
+            return [_dead_letter(orjson.loads(payload), attempts, error or "") for payload, attempts, error in rows]
+        return await self.db.call(read)
+
+    async def replay(self, key: str, now: datetime | None = None) -> bool:
+        """A dead letter queued again as a first attempt, due `now`."""
+        stamp = ts(now or datetime.now(UTC))
+        return await self.db.call(lambda conn: conn.execute(
+            "UPDATE outbox SET status = 'pending', attempts = 0, next_at = ?, last_error = NULL "
+            "WHERE key = ? AND status = 'dead'", (stamp, key)).rowcount > 0)
 
     async def counts(self) -> Mapping[str, int]:
         def read(conn: sqlite3.Connection) -> dict[str, int]:

@@ -16,6 +16,7 @@ from core.health import (
     Poll,
     Transition,
     incident_id,
+    parse_duration,
     source_notice,
     step,
 )
@@ -105,3 +106,17 @@ def test_a_source_notice_reaches_every_active_subscription_of_its_dataset_wherev
     found = GridIndex(subs).match(change)
     assert [s.id for s in found] == ["lyon-kinds", "ours", "paris"]
     assert found == brute_force(subs, change)
+
+
+@pytest.mark.parametrize(("value", "seconds"), [
+    ("10d", 864_000), ("36h", 129_600), ("90m", 5400), ("45s", 45), ("2w", 1_209_600), ("864000", 864_000),
+    (" 1.5d ", 129_600), (600, 600), (timedelta(hours=1), 3600),
+])
+def test_durations(value: str | float | timedelta, seconds: float) -> None:
+    assert parse_duration(value) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("value", ["", "ten days", "10y", "0", "-5", 0, "1d2h"])
+def test_bad_durations_say_what_is_expected(value: str | float) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(value)
