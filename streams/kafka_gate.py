@@ -79,8 +79,8 @@ class Open:
         wanted = max((int(e["partitions"]) for e in self.ends.values()), default=0)
         return bool(wanted) and len(self.ends) >= wanted
 
-    def rows(self) -> int:
-        return max(int(e["rows"]) for e in self.ends.values())
+    def rows(self, fallback: int = 0) -> int:
+        return max((int(e["rows"]) for e in self.ends.values()), default=fallback)
 
 
 class Decisions:
@@ -91,8 +91,9 @@ class Decisions:
         self.profiles = profiles
         self.open: dict[tuple[str, str], Open] = {}
 
-    def add(self, envelope: Envelope, offset: int) -> tuple[str, str] | None:
-        """Fold one message in; the snapshot it completes, if any."""
+    def add(self, envelope: Envelope, offset: int) -> list[tuple[str, str]]:
+        """Fold one message in; the snapshots to decide now: the one it completes, and older open ones of the same
+        source, which will never complete (their producer died before sending every end, then published anew)."""
         data = envelope.data
         try:
             snapshot = (str(data["source"]), str(data["snapshot"]))
@@ -106,15 +107,19 @@ class Decisions:
                 raise EnvelopeError(f"expected a gate message, got {envelope.type!r}")
         except (KeyError, TypeError, ValueError) as exc:
             raise EnvelopeError(f"invalid gate message: {type(exc).__name__}: {exc}") from exc
-        return snapshot if pending.complete() else None
+        if not pending.complete():
+            return []
+        abandoned = [key for key, other in self.open.items()
+                     if key[0] == snapshot[0] and key != snapshot and other.first_offset < pending.first_offset]
+        return [*abandoned, snapshot]
 
-    def decide(self, snapshot: tuple[str, str]) -> Split:
+    def decide(self, snapshot: tuple[str, str], rows: int = 0) -> Split:
         pending = self.open.pop(snapshot)
         changes = sorted(pending.candidates.values(), key=lambda c: c.id)
         if not changes:
             return Split([], [], None)
         profile = self.profiles(changes[0].dataset)
-        return split(changes, rows=pending.rows(), profile=profile, rule=self.rule, source=snapshot[0])
+        return split(changes, rows=pending.rows(rows), profile=profile, rule=self.rule, source=snapshot[0])
 
     def committable(self, position: int) -> int:
         """The offset to commit: the oldest message of a snapshot still open, else everything read."""
@@ -153,19 +158,20 @@ class Gate:
             for tp, messages in found.items():
                 for message in messages:
                     done = self._add(decisions, message)
-                    if done is not None:
-                        await self._decided(done, decisions.decide(done))
+                    rows = decisions.open[done[-1]].rows() if done else 0  # for abandoned ones without an end
+                    for snapshot in done:
+                        await self._decided(snapshot, decisions.decide(snapshot, rows))
                 await _commit(consumer, tp, decisions.committable(messages[-1].offset + 1))
             if found and self.failures:
                 self.failures = 0
                 self._report(None)
 
-    def _add(self, decisions: Decisions, message: Any) -> tuple[str, str] | None:
+    def _add(self, decisions: Decisions, message: Any) -> list[tuple[str, str]]:
         try:
             return decisions.add(decode(message.value), message.offset)
         except EnvelopeError as exc:
             log.warning("the gate skips %s@%d: %s", message.topic, message.offset, exc)
-            return None
+            return []
 
     async def _decided(self, snapshot: tuple[str, str], parted: Split) -> None:
         topics = self.bus.topics

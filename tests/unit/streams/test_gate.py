@@ -28,8 +28,7 @@ def feed(decisions: Decisions, changes: list[Change], *, snapshot: str = "s1", p
     messages = [candidate_message("gate", c, source=SOURCE, snapshot=snapshot) for c in changes]
     messages += [end_message("gate", source=SOURCE, snapshot=snapshot, partition=p, partitions=partitions, rows=rows,
                              at=AT) for p in (range(partitions) if ends is None else ends)]
-    done = [decisions.add(decode(m.value), offset + i) for i, m in enumerate(messages)]
-    return [d for d in done if d is not None]
+    return [d for i, m in enumerate(messages) for d in decisions.add(decode(m.value), offset + i)]
 
 
 def test_a_snapshot_is_decided_when_every_partition_reported_and_as_the_whole_snapshot() -> None:
@@ -79,3 +78,14 @@ def test_an_unreadable_gate_message_is_an_envelope_error() -> None:
 def test_held_changes_are_told_by_their_header(headers: object, held: bool) -> None:
     message = type("Message", (), {"headers": headers})()
     assert is_held(message) is held
+
+
+def test_an_abandoned_snapshot_is_decided_when_a_newer_one_of_its_source_completes() -> None:
+    """A producer that died before sending every end publishes the snapshot again under a new id: the candidates
+    of the first attempt must not wait forever (nor hold the gate's offset back)."""
+    decisions = Decisions(RULE)
+    feed(decisions, rewrites(3), snapshot="dead", ends=(0,), offset=0)
+    done = feed(decisions, rewrites(2), snapshot="again", offset=10)
+    assert done == [(SOURCE, "dead"), (SOURCE, "again")]
+    assert len(decisions.decide(done[0], 1000).kept) == 3
+    assert decisions.committable(50) == 10
