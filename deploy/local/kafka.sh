@@ -11,7 +11,8 @@
 #   VIGIE_LOCAL_DIR          state directory (default: <repo>/.local, git-ignored)
 #   KAFKA_PORT               client listener port (default 9092)
 #   KAFKA_CONTROLLER_PORT    KRaft controller listener port (default 9093)
-#   KAFKA_VERSION            Kafka version to fetch (default 4.0.2; see docs in ARCHITECTURE.md before changing)
+#   KAFKA_VERSION            Kafka version to fetch (default 4.0.2; docs/distributed.md says which versions the
+#                            clients are tested against: change it only with a test run against the new one)
 #   KAFKA_HEAP_OPTS          broker heap (default "-Xms256m -Xmx512m")
 #   KAFKA_START_TIMEOUT      seconds to wait for the broker to answer (default 90)
 #   KAFKA_BOOTSTRAP_SERVERS  broker used by console-consumer (default 127.0.0.1:$KAFKA_PORT)

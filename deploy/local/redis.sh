@@ -51,7 +51,8 @@ port_open() { timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0"' "$REDIS_PORT" 
 ensure_installed() {
     command -v redis-server >/dev/null && return 0
     ((EUID == 0)) || die "redis-server is missing; install it with: sudo apt-get install -y redis-server"
-    log "installing redis-server with apt-get…"
+    log "redis-server is missing and this runs as root: installing Debian's redis-server with apt-get now" \
+        "(set REDIS_URL to use a Redis of your own instead)"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server >&2 \
         || { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server >&2; }
 }
