@@ -9,6 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from core.filters import Filter as Filter  # noqa: PLC0414 - re-exported: defined there with its predicates
 from core.geo import AdminCodes, Area, Point
 
 
@@ -96,27 +97,11 @@ def change_id(dataset: str, key: str, op: Op, *, before: Record | None, after: R
 
 
 @dataclass(frozen=True, slots=True)
-class Filter:
-    """Thematic filter. Empty sets mean 'any'. `min_rating` keeps ratings >= N (4 = urgent only)."""
-
-    datasets: frozenset[str] = frozenset()
-    kinds: frozenset[str] = frozenset()
-    min_rating: int | None = None
-
-    def accepts(self, change: Change, rating: int | None) -> bool:
-        if self.datasets and change.dataset not in self.datasets:
-            return False
-        if self.kinds and self.kinds.isdisjoint(change.kinds):
-            return False
-        return self.min_rating is None or (rating is not None and rating >= self.min_rating)
-
-
-@dataclass(frozen=True, slots=True)
 class Subscription:
     id: str
     area: Area
     destination: str
-    filter: Filter = Filter()
+    filter: Filter = field(default_factory=Filter)
     lang: str = "fr"
     secret: str | None = field(default=None, repr=False)
     label: str = ""

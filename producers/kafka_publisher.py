@@ -59,6 +59,11 @@ class SourceStatus:
     problem: str | None
     checked_at: str | None
     rows: int | None
+    incident: str | None = None  # the open incident (core/health.py): "stale" or "failing"
+    incident_since: str | None = None
+    failures: int = 0  # consecutive failed or incomplete polls
+    failing_since: str | None = None
+    fresh_at: str | None = None  # when a new version was last seen
 
     @property
     def baseline_done(self) -> bool:
@@ -101,7 +106,14 @@ class RedisSourceState:
             return None
         d = {str(k): str(v) for k, v in raw.items()}
         return SourceStatus(url, d.get("version") or None, d.get("healthy") == "1", d.get("problem") or None,
-                            d.get("checked_at") or None, int(d["rows"]) if d.get("rows") else None)
+                            d.get("checked_at") or None, int(d["rows"]) if d.get("rows") else None,
+                            d.get("incident") or None, d.get("incident_since") or None, int(d.get("failures") or 0),
+                            d.get("failing_since") or None, d.get("fresh_at") or None)
+
+    async def put_incident(self, url: str, fields: Mapping[str, str]) -> None:
+        """The source's incident fields (incident, incident_since, failures, failing_since, fresh_at; "" for none)."""
+        mapping: dict[Any, Any] = dict(fields)
+        await self._redis.hset(self._prefix + url, mapping=mapping)
 
     async def put(self, status: SourceStatus) -> None:
         """Record a poll; a missing version or row count keeps the one already stored."""
