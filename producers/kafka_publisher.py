@@ -34,11 +34,12 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from redis.asyncio import Redis
 
-from core.codec import KAFKA_HEADERS, RECORD, RECORD_REMOVED, SNAPSHOT_END, Envelope, record_to_dict
+from core.codec import KAFKA_HEADERS, RECORD, RECORD_REMOVED, SNAPSHOT_END, Envelope, decode, record_to_dict
 from core.diff import floor_problem
+from core.errors import EnvelopeError
 from core.model import Record, stable_hash
 from core.ports import Adapter, Quarantined, RawSnapshot, Snapshot, Source
 from core.profiles import profile_for
@@ -166,6 +167,7 @@ class KafkaPublisher:
 
     def __init__(self, bootstrap: str, *, prefix: str = "", client_id: str = "vigie-producer") -> None:
         self._prefix = prefix
+        self._bootstrap = bootstrap
         self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, client_id=client_id, acks="all",
                                           enable_idempotence=True, linger_ms=5, max_batch_size=256 * 1024,
                                           request_timeout_ms=30_000)
@@ -209,9 +211,35 @@ class KafkaPublisher:
         for future in ends:
             await future
 
+    async def published_before(self, dataset: str, source: str, *, window: int = 500) -> bool:
+        """Whether the last `window` messages of partition 0 hold a snapshot end of `source` (every snapshot ends
+        on every partition): the source was published before, whatever Redis remembers."""
+        tp = TopicPartition(self.topic(dataset), 0)
+        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            consumer.assign([tp])
+            begin, end = (await consumer.beginning_offsets([tp]))[tp], (await consumer.end_offsets([tp]))[tp]
+            consumer.seek(tp, max(begin, end - window))
+            while await consumer.position(tp) < end:
+                for message in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, []):
+                    if _ends(message.value, source):
+                        return True
+            return False
+        finally:
+            await consumer.stop()
+
     async def _quarantine(self, dataset: str, q: Quarantined) -> Any:
         headers = [("vigie-dlq-reason", q.reason.encode()), ("vigie-dlq-source", q.source.encode())]
         return await self._producer.send(self.dlq(dataset), orjson.dumps(dict(q.row), default=str), headers=headers)
+
+
+def _ends(value: bytes | None, source: str) -> bool:
+    try:
+        envelope = decode(value)
+    except EnvelopeError:
+        return False
+    return envelope.type == SNAPSHOT_END and envelope.data.get("source") == source
 
 
 class SnapshotProducer:
@@ -240,6 +268,11 @@ class SnapshotProducer:
         problem = floor_problem(snapshot, (status.rows or 0) if status else 0, self._min_ratio)
         complete = snapshot.complete and problem is None
         baseline = not (status and status.baseline_done) and not self._baseline_alerts
+        if baseline and status is None and await self.publisher.published_before(snapshot.dataset, url):
+            log.error("no state for %s in Redis, yet the records topic holds its snapshots: Redis lost its data "
+                      "(restore it from its AOF or a backup). This snapshot is not treated as a baseline: its "
+                      "changes alert", url, extra={"source": url})
+            baseline = False
         snapshot_id = stable_hash(url, snapshot.version, at.isoformat())
         moved = await self._delta(snapshot, complete=complete)
         if snapshot.records or complete:

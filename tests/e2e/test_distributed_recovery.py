@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import signal
@@ -89,15 +90,18 @@ async def group_members(bootstrap: str, group: str) -> int:
 
 
 async def publish(deployment: Deployment, portal: FakePortal, snapshot: DemoSnapshot, *,
-                  env: dict[str, str] | None = None) -> None:
-    """Publish one snapshot on the portal and run `vigie producer --once` (with `env` over the deployment's)."""
+                  env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Publish one snapshot on the portal and run `vigie producer --once` (with `env` over the deployment's); its
+    JSON summary, with its stderr under "stderr"."""
     portal.publish(DATASET_ID, snapshot.rows, modified=snapshot.modified)
     url = portal.url_for(DATASET_ID)
     proc = await asyncio.create_subprocess_exec(
         str(VIGIE), "producer", "--once", env={**deployment.env([url]), **(env or {})},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=deployment.workdir)
-    _, err = await asyncio.wait_for(proc.communicate(), 120)
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode == 0, err.decode()[-3000:]
+    summary: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    return {**summary, "stderr": err.decode()}
 
 
 # -- a notifier paused past its session timeout ------------------------------------------------------------
@@ -304,13 +308,14 @@ async def test_a_redis_that_comes_back_empty_holds_the_deliveries_until_restored
     await deployment.subscribe(subscriptions)
     await deployment.start("streams", "streams", "worker")
     await deployment.start("notifier", "notifier", "--channel", "webhook")
-    # the producer's source state lives elsewhere: an emptied one would make the next publication a baseline
-    producer_env = {"VIGIE_NAMESPACE": f"{deployment.namespace}-producer"}
-    await publish(deployment, portal, story.first, env=producer_env)
+    await publish(deployment, portal, story.first)
     await deployment.drained(idle_pairs(deployment))
     await _forget(deployment.redis_url, deployment.namespace)  # what a restart without persistence leaves
 
-    await publish(deployment, portal, story.second, env=producer_env)
+    # the producer lost its source state and digests too: it must notice, not take the snapshot for a baseline
+    summary = await publish(deployment, portal, story.second)
+    assert summary["sources"][0]["baseline"] is False
+    assert "Redis lost its data" in summary["stderr"]
     log = deployment.workdir / "notifier.log"
     await until(lambda: _true("the subscription store has lost its data" in log.read_text(errors="replace")),
                 "the notifier says the store lost its data", 90, deployment.logs)
