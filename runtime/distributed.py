@@ -52,6 +52,7 @@ from producers import adapter_for, open_source
 from producers.digests import RedisDigests
 from producers.kafka_publisher import KafkaPublisher, Published, RedisSourceState, SnapshotProducer
 from runtime.health import Problems, read_problems, watch_store
+from runtime.incidents import ProducerIncidents, poll_source
 from runtime.logs import configure
 from runtime.settings import Settings
 from runtime.telegram import disabler, run_bot, telegram_options
@@ -165,36 +166,34 @@ async def run_producer(s: DistributedSettings, *, once: bool, full: bool = False
             await digests.forget(url)
     producer = SnapshotProducer(publisher, state, min_ratio=s.min_snapshot_ratio, baseline_alerts=s.baseline_alerts,
                                 digests=digests)
+    bus = KafkaBus(s.bootstrap, topics=s.topics, client_id=f"{s.app_id}-producer-notices")
+    incidents = ProducerIncidents.of_settings(state, bus, stale_after=s.stale_after, failing_after=s.failing_after)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=s.http_timeout)) as session:
         sources = {url: (open_source(url, session=session), adapter_for(url)) for url in s.sources}
         await publisher.start()
+        await bus.start()
         try:
             if once:
-                return [await _poll(producer, url, *pair) for url, pair in sources.items()]
-            await _poll_forever(s, producer, sources)
+                return [await poll_source(producer, url, *pair, incidents, at=datetime.now(UTC))
+                        for url, pair in sources.items()]
+            await _poll_forever(s, producer, sources, incidents)
             return []
         finally:
             await publisher.stop()
+            await bus.stop()
             await state.aclose()
             await digests.aclose()
             for source, _ in sources.values():
                 await source.aclose()
 
 
-async def _poll(producer: SnapshotProducer, url: str, source: Any, adapter: Any) -> Published:
-    try:
-        return await producer.poll(url, source, adapter, at=datetime.now(UTC))
-    except Exception as exc:  # a broken source must not stop the others
-        log.exception("polling %s failed", url, extra={"source": url})
-        return Published(url, "", problem=f"{type(exc).__name__}: {exc}")
-
-
-async def _poll_forever(s: DistributedSettings, producer: SnapshotProducer, sources: dict[str, Any]) -> None:
+async def _poll_forever(s: DistributedSettings, producer: SnapshotProducer, sources: dict[str, Any],
+                        incidents: ProducerIncidents) -> None:
     stop = _stop_on_signals()
 
     async def loop(url: str, source: Any, adapter: Any) -> None:
         while not stop.is_set():
-            await _poll(producer, url, source, adapter)
+            await poll_source(producer, url, source, adapter, incidents, at=datetime.now(UTC))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), s.poll_interval)
 

@@ -95,6 +95,8 @@ def steps(change: Change) -> list[Step]:
     An update that moves a record to another entity (its establishment key changed) removes it from the old one.
     """
     before, after = change.before, change.after
+    if change.op is Op.NOTICE:  # about the dataset (a source incident on `changes`): no record to show
+        return []
     if change.op is Op.REMOVED or after is None:
         return [] if before is None else [Step(REMOVE, before)]
     if before is not None and before.entity != after.entity:
