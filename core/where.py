@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 
 from core.errors import SubscriptionError
-from core.filters import And, Contains, Eq, Exists, In, Not, Or, Predicate, Range, Scalar, checked
+from core.filters import And, Contains, Eq, Exists, Filter, In, Not, Or, Predicate, Range, Scalar, checked
 
 _TOKEN = re.compile(r"""\s*(?:(?P<string>"(?:[^"\\]|\\.)*"|'[^']*')|(?P<number>-?\d+(?:\.\d+)?(?![\w.\-]))|"""
                     r"""(?P<op><=|>=|!=|=|<|>|\(|\)|,)|(?P<word>[\w.\-]+))""")
@@ -209,3 +209,11 @@ def _range_text(r: Range) -> str:
     bounds = [(op, getattr(r, key)) for key, op in ops.items() if getattr(r, key) is not None]
     joined = " and ".join(f"{r.field} {op} {_quoted(v)}" for op, v in bounds)
     return f"({joined})" if len(bounds) > 1 else joined
+
+
+def summary(f: Filter) -> str:
+    """One line for listings: kinds, ratings, activities and the where condition; `all changes` when empty."""
+    parts = [*sorted(f.kinds), *([f"rating ≥ {f.min_rating}"] if f.min_rating else []),
+             *([f"rating ≤ {f.max_rating}"] if f.max_rating else []), *sorted(f.activities),
+             *([text(f.where)] if f.where is not None else [])]
+    return ", ".join(parts) or "all changes"

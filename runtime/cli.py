@@ -17,8 +17,10 @@ from rich.table import Table
 
 from core.codec import area_to_dict
 from core.errors import PublishError, SubscriptionError
+from core.filters import filter_to_dict
 from core.model import Subscription
 from core.urls import mask_url
+from core.where import summary
 from notifiers import mask, new_secret, vet_destination
 from runtime import deliveries_cli, sources_cli, tenants_cli
 from runtime.cli_support import HINTS, Parser, add_roles, joined, option_errors, package_version, run_exit_code
@@ -87,11 +89,28 @@ def _subscription_input(args: argparse.Namespace) -> SubscriptionIn:
         "kinds": frozenset(k for k in (args.kinds or "").split(",") if k),
         "datasets": frozenset(d for d in (args.dataset or "").split(",") if d),
         "secret": args.secret, "label": args.label or "", "digest": args.digest, "quiet": args.quiet or "",
-        "timezone": args.timezone,
+        "timezone": args.timezone, "rating_at_most": args.rating_at_most,
+        "activities": frozenset(a.strip() for a in (args.activity or "").split(",") if a.strip()),
+        "where": _where(args),
     }
     if args.near and args.radius is None:
         fields["radius_m"] = "1km"
     return SubscriptionIn(**{k: v for k, v in fields.items() if v is not None})
+
+
+def _where(args: argparse.Namespace) -> Any:
+    """--where TEXT, or --where-file PATH holding the JSON form (docs/matching.md); both is a usage error."""
+    if args.where is not None and args.where_file is not None:
+        raise UsageError("give --where or --where-file, not both")
+    if args.where_file is None:
+        return args.where
+    try:
+        with open(args.where_file, encoding="utf-8") as file:
+            return json.load(file)
+    except OSError as exc:
+        raise UsageError(f"--where-file {args.where_file}: cannot be read ({exc.strerror or exc})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"--where-file {args.where_file}: not JSON ({exc})") from None
 
 
 def _geojson(path: str) -> Any:
@@ -174,13 +193,13 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([{"id": s.id, "destination": mask(s.destination), "area": area_to_dict(s.area),
                            "kinds": sorted(s.filter.kinds), "min_rating": s.filter.min_rating, "lang": s.lang,
+                           "filter": filter_to_dict(s.filter),
                            "paused": s.paused, "disabled_reason": s.disabled_reason}
                           for s in subs]))
         return 0
     table = Table("id", "where", "filter", "destination", "lang", "status", title=f"{len(subs)} subscription(s)")
     for s in subs:
-        filt = ", ".join([*sorted(s.filter.kinds)] + ([f"rating ≥ {s.filter.min_rating}"] if s.filter.min_rating
-                                                     else [])) or "all changes"
+        filt = summary(s.filter)
         table.add_row(s.id, describe_area(s), filt, mask(s.destination), s.lang, describe_status(s))
     out.print(table)
     return 0
@@ -290,6 +309,11 @@ def _subscribe_parser(sub: Any) -> None:
     p.add_argument("--everywhere", action="store_true", help="the whole dataset, wherever it happens")
     p.add_argument("--rating-at-least", type=int, choices=(1, 2, 3, 4),
                    help="only results rated N or worse (4 = urgent corrective action)")
+    p.add_argument("--rating-at-most", type=int, choices=(1, 2, 3, 4),
+                   help="only results rated N or better (1 = très satisfaisant)")
+    p.add_argument("--activity", help="comma-separated activity types: Restaurant,Boulangerie (case ignored)")
+    p.add_argument("--where", help="field conditions: 'rating >= 3 and name contains \"pizza\"' (docs/matching.md)")
+    p.add_argument("--where-file", help="the same conditions in their JSON form, from a file")
     p.add_argument("--kinds", help="comma-separated: new_inspection,downgrade,upgrade,updated,removed,aged_out")
     p.add_argument("--dataset", help="comma-separated dataset names (default: all)")
     p.add_argument("--lang", choices=("fr", "en"), default="fr", help="language of the alerts (default fr)")

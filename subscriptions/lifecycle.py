@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.filters import to_json
 from core.geo import AdminArea, Area, BBox, Circle, Everywhere, Polygon
 from core.model import Subscription
 from subscriptions.schemas import AREA_FIELDS, SubscriptionIn
@@ -64,7 +65,8 @@ def as_input(subscription: Subscription) -> dict[str, Any]:
     f = subscription.filter
     return {"to": subscription.destination, **area_input(subscription.area), "kinds": sorted(f.kinds),
             "datasets": sorted(f.datasets), "rating_at_least": f.min_rating, "lang": subscription.lang,
-            "label": subscription.label}
+            "label": subscription.label, "rating_at_most": f.max_rating, "activities": sorted(f.activities),
+            "where": None if f.where is None else to_json(f.where)}
 
 
 def patched(current: Subscription, body: dict[str, Any]) -> Subscription:

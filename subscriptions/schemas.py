@@ -13,9 +13,11 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.errors import SubscriptionError
+from core.filters import from_json, to_json
 from core.geo import AdminArea, Area, BBox, Circle, Everywhere, Point, Polygon
 from core.model import Filter, Kind, Subscription
 from core.schedule import DEFAULT_TIMEZONE, parse_digest, parse_quiet, quiet_text, zone
+from core.where import parse as parse_where
 
 T = TypeVar("T")
 
@@ -54,7 +56,7 @@ def _buildable(make: Callable[[], Area]) -> None:
 
 
 def _checked(read: Callable[[], T]) -> T:
-    """A core/schedule.py reading, its SubscriptionError as a pydantic error on the field."""
+    """A core reading (schedule, filter), its SubscriptionError as a pydantic error on the field."""
     try:
         return read()
     except SubscriptionError as exc:
@@ -77,8 +79,14 @@ class SubscriptionIn(BaseModel):
     polygon: dict[str, Any] | None = None
     everywhere: bool = False
     rating_at_least: int | None = Field(default=None, ge=1, le=4)
+    rating_at_most: int | None = Field(default=None, ge=1, le=4, description="only results rated N or better")
     kinds: frozenset[str] = frozenset()
     datasets: frozenset[str] = frozenset()
+    activities: frozenset[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        default=frozenset(), max_length=50, description="activity types, e.g. Restaurant (case and accents ignored)")
+    where: dict[str, Any] | None = Field(default=None, description=(
+        "field conditions, as text (rating >= 3 and name contains \"pizza\") or JSON ({\"field\": …, \"eq\": …}, "
+        "and/or/not): docs/matching.md"))
     lang: Literal["fr", "en"] = "fr"
     secret: Annotated[str, Field(pattern=r"^whsec_[A-Za-z0-9+/=]{24,}$")] | None = None
     label: str = Field(default="", max_length=200)
@@ -100,6 +108,18 @@ class SubscriptionIn(BaseModel):
     @classmethod
     def _timezone(cls, value: str) -> str:
         return _checked(lambda: zone(value).key)
+
+    @field_validator("where", mode="before")
+    @classmethod
+    def _where(cls, value: Any) -> dict[str, Any] | None:
+        """Text or JSON in, the JSON form (core/filters.py) kept; one message naming the bad node otherwise."""
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return to_json(_checked(lambda: parse_where(value)))
+        if isinstance(value, dict):
+            return to_json(_checked(lambda: from_json(value)))
+        raise ValueError("expected a condition as text or as a JSON object")
 
     @field_validator("near", mode="before")
     @classmethod
@@ -161,6 +181,10 @@ class SubscriptionIn(BaseModel):
     def to_subscription(self, subscription_id: str) -> Subscription:
         return Subscription(
             id=subscription_id, area=self.area(), destination=self.to, lang=self.lang, secret=self.secret,
-            label=self.label, filter=Filter(self.datasets, self.kinds, self.rating_at_least),
+            label=self.label, filter=self.filter(),
             digest_hours=int(self.digest or 0), quiet_hours=self.quiet, timezone=self.timezone,
         )
+
+    def filter(self) -> Filter:
+        where = None if self.where is None else from_json(self.where)
+        return Filter(self.datasets, self.kinds, self.rating_at_least, self.rating_at_most, self.activities, where)

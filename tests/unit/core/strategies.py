@@ -8,6 +8,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from core.filters import And, Contains, Eq, Exists, In, Not, Or, Predicate, Range
 from core.geo import (
     ADMIN_LEVELS,
     EARTH_RADIUS_M,
@@ -149,11 +150,35 @@ def admin_areas(draw: st.DrawFn) -> AdminArea:
 
 areas: st.SearchStrategy[Area] = st.one_of(circles, bboxes(), polygons(), admin_areas(), st.just(Everywhere()))
 
+FIELDS = ("name", "activity", "rating", "kind", "dataset", "op", "changed", "missing")
+scalars = st.one_of(st.sampled_from(("k1", "Restaurant", "restaurant", "Boulangerie", "downgrade", "alimconfiance",
+                                     "created", "2025-03-01", "Très")), st.integers(0, 5),
+                    st.floats(0.0, 5.0).map(lambda f: round(f, 2)))
+leaves: st.SearchStrategy[Predicate] = st.one_of(
+    st.builds(Eq, st.sampled_from(FIELDS), scalars),
+    st.builds(In, st.sampled_from(FIELDS), st.lists(scalars, min_size=1, max_size=3).map(tuple)),
+    st.builds(Range, st.sampled_from(FIELDS), gte=st.none() | scalars, lte=st.none() | scalars).filter(
+        lambda r: r.gte is not None or r.lte is not None),
+    st.builds(Range, st.sampled_from(FIELDS), gt=scalars),
+    st.builds(Contains, st.sampled_from(FIELDS), st.sampled_from(("k", "rest", "TRES", "1"))),
+    st.builds(Exists, st.sampled_from(FIELDS)),
+)
+predicates: st.SearchStrategy[Predicate] = st.recursive(
+    leaves,
+    lambda inner: st.one_of(st.lists(inner, min_size=1, max_size=3).map(lambda ps: And(tuple(ps))),
+                            st.lists(inner, min_size=1, max_size=3).map(lambda ps: Or(tuple(ps))),
+                            st.builds(Not, inner)),
+    max_leaves=6,
+)
+
 filters = st.builds(
     Filter,
     datasets=st.frozensets(st.sampled_from(("alimconfiance", "other")), max_size=1),
     kinds=st.frozensets(st.sampled_from(KINDS), max_size=2),
     min_rating=st.none() | st.integers(1, 4),
+    max_rating=st.none() | st.none() | st.integers(1, 4),
+    activities=st.frozensets(st.sampled_from(("restaurant", "Boulangerie")), max_size=1) | st.just(frozenset()),
+    where=st.none() | st.none() | predicates,
 )
 
 
@@ -167,7 +192,8 @@ def subscriptions() -> st.SearchStrategy[Subscription]:
 def located_records(draw: st.DrawFn, key: str) -> Record:
     point = draw(st.none() | points)
     rating = draw(st.none() | st.integers(1, 4))
-    return Record("alimconfiance", key, {"name": key}, key, point=point, admin=draw(admin_codes), rating=rating)
+    fields = {"name": key, "activity": draw(st.sampled_from(("Restaurant", "Restaurant|Boulangerie", "")))}
+    return Record("alimconfiance", key, fields, key, point=point, admin=draw(admin_codes), rating=rating)
 
 
 @st.composite
