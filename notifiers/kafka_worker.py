@@ -69,7 +69,7 @@ from notifiers.kafka_messages import (
     retry_header,
 )
 from notifiers.merging import Sender, chunks, merge_limit, queue_key, send_chunk
-from notifiers.worker import RetryPolicy
+from notifiers.worker import Observe, RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,8 @@ class KafkaNotifier:
 
     def __init__(self, conf: NotifierConfig, subscriptions: Subscriptions, guard: Guard, sender: Sender, *,
                  policy: RetryPolicy | None = None, clock: Callable[[], float] = time.time,
-                 rng: Callable[[], float] = random.random, held: HeldDeliveries | None = None) -> None:
+                 rng: Callable[[], float] = random.random, held: HeldDeliveries | None = None,
+                 observe: Observe | None = None) -> None:
         self.conf = conf
         self._subscriptions = subscriptions
         self._guard = guard
@@ -108,6 +109,7 @@ class KafkaNotifier:
         self._clock = clock
         self._rng = rng
         self._held = held  # digests and quiet hours (core/schedule.py); None: every alert goes at once
+        self._observe = observe  # each delivery's outcome (runtime's metrics)
         self._slots = asyncio.Semaphore(conf.concurrency)
         self._producer = AIOKafkaProducer(bootstrap_servers=conf.bootstrap, acks="all", enable_idempotence=True,
                                           linger_ms=2, client_id=f"{conf.group}-requeue")
@@ -312,6 +314,8 @@ class KafkaNotifier:
             return out + [self._failed(job.delivery, job.record, job.attempt + 1, error) for job in message]
         sent += [job.delivery.key for job in message]
         self.sent += len(message)
+        for job in message:
+            self._told(job.delivery, "delivered")
         if log.isEnabledFor(logging.INFO):  # the masking and the context cost more than the check
             log.info("delivered %s to %s", ", ".join(job.delivery.key for job in message),
                      mask(head.delivery.subscription.destination), extra=_context(head.delivery))
@@ -349,11 +353,17 @@ class KafkaNotifier:
             log.warning("dead letter %s to %s after %d attempt(s): %s", delivery.key, where, attempt, reason,
                         extra=_context(delivery))
             dlq = self.conf.dlq(self.conf.topic)
+            self._told(delivery, "dead")
             return Outgoing(dlq, record, dead_letter_headers(record, reason, attempt))
+        self._told(delivery, "retried")
         delay = self._policy.next_delay(attempt, error.retry_after, spread=self._rng())
         log.info("attempt %d of %s to %s failed, retry in %.1fs: %s", attempt, delivery.key, where, delay, reason,
                  extra=_context(delivery))
         return self._requeue(record, attempt, delay, reason)
+
+    def _told(self, delivery: Delivery, outcome: str) -> None:
+        if self._observe is not None:
+            self._observe(delivery, outcome)
 
     def _requeue(self, record: Record, attempt: int, delay: float, reason: str) -> Outgoing:
         headers = [("vigie-attempt", str(attempt).encode()),

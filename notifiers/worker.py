@@ -36,6 +36,7 @@ __all__ = ["DEFAULT_RETRY_SCHEDULE", "DrainResult", "OutboxWorker", "Outcome", "
            "parse_schedule"]
 
 Outcome = Literal["delivered", "retried", "dead", "dropped", "held"]
+Observe = Callable[[Delivery, str], None]  # told each delivery's outcome (runtime's metrics)
 Pending = tuple[Delivery, int]
 
 
@@ -126,7 +127,7 @@ class OutboxWorker:
     def __init__(self, outbox: Outbox, channels: Sender, policy: RetryPolicy | None = None,
                  clock: Callable[[], datetime] = _utcnow, *, concurrency: int = 8,
                  limiter: RateLimiter | None = None, rng: Callable[[], float] = random.random,
-                 subscriptions: Subscriptions | None = None) -> None:
+                 subscriptions: Subscriptions | None = None, observe: Observe | None = None) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         self._outbox = outbox
@@ -138,6 +139,7 @@ class OutboxWorker:
         self._rng = rng
         self._subscriptions = subscriptions
 
+        self._observe = observe
     async def drain(self, limit: int = 100) -> DrainResult:
         """Try every delivery due now (up to `limit`) once; what failed is rescheduled or dead-lettered."""
         tally: Counter[Outcome] = Counter()
@@ -190,6 +192,9 @@ class OutboxWorker:
             for chunk in chunks(queue, size):
                 outcomes = [await self._deliver(*chunk[0])] if len(chunk) == 1 else await self._deliver_merged(chunk)
                 tally.update(outcomes)
+                if self._observe is not None:
+                    for (delivery, _), outcome in zip(chunk, outcomes, strict=True):
+                        self._observe(delivery, outcome)
                 if any(outcome != "delivered" for outcome in outcomes):
                     return
 

@@ -23,10 +23,20 @@ from core.urls import mask_url
 from core.where import summary
 from notifiers import mask, new_secret, vet_destination
 from runtime import deliveries_cli, sources_cli, tenants_cli
-from runtime.cli_support import HINTS, Parser, add_roles, joined, option_errors, package_version, run_exit_code
+from runtime.cli_support import (
+    HINTS,
+    Parser,
+    add_roles,
+    joined,
+    option_errors,
+    package_version,
+    poll_line,
+    run_exit_code,
+)
 from runtime.embedded import Embedded
 from runtime.errors import UsageError, fail
 from runtime.logs import configure
+from runtime.metrics import serving
 from runtime.republish import republisher
 from runtime.settings import Settings
 from runtime.wiring import subscription_store, webhook_guard
@@ -66,7 +76,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 async def _run_once(settings: Settings) -> dict[str, Any]:
     async with Embedded(settings, console=sys.stdout) as vigie:
-        return (await vigie.run_once()).to_dict()
+        vigie.on_poll(poll_line(err))
+        async with serving(vigie.metrics, settings.metrics_host, settings.metrics_port):
+            return (await vigie.run_once()).to_dict()
 
 
 async def _run_forever(settings: Settings) -> None:
@@ -76,7 +88,11 @@ async def _run_forever(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     err.print(f"vigie: watching {len(settings.sources)} source(s) every {settings.poll_interval:g}s; Ctrl-C stops")
     async with Embedded(settings, console=sys.stdout) as vigie:
-        await vigie.run_forever(stop)
+        vigie.on_poll(poll_line(err))
+        async with serving(vigie.metrics, settings.metrics_host, settings.metrics_port) as port:
+            if port is not None:
+                err.print(f"vigie: metrics on http://{settings.metrics_host}:{port}/metrics")
+            await vigie.run_forever(stop)
 
 
 def _subscription_input(args: argparse.Namespace) -> SubscriptionIn:

@@ -11,8 +11,11 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any, NoReturn
 
 import pydantic
+from rich.console import Console
 
+from core.urls import mask_url
 from runtime.errors import DELIVERIES_LEFT, INSTALL, OK, SOURCE_FAILED, UsageError
+from streams.processor import Outcome
 
 VALUE_OPTIONS = frozenset({"--radius", "--near", "--bbox", "--rating-at-least", "--limit", "--port"})
 _NUMBERISH = re.compile(r"-[\d.]")
@@ -100,3 +103,28 @@ def _missing_extras(name: str, missing: str) -> Callable[[argparse.Namespace], i
                          f"{INSTALL}")
 
     return command
+
+
+def describe_poll(outcome: Outcome, seconds: float) -> str:
+    """One poll in one line: `source: 1,234 rows, 3 created, 2 updated, 0 removed (downgrade 1), 5 deliveries,
+    0 held, 1 quarantined, 2.3 s`; a failure or an incomplete snapshot says so first."""
+    counts = outcome.counts()
+    kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(outcome.kinds().items()))
+    state = ("" if outcome.complete or outcome.unchanged else "INCOMPLETE, ") + (
+        f"FAILED ({outcome.problem}), " if outcome.problem else "")
+    if outcome.unchanged:
+        body = "unchanged"
+    else:
+        body = (f"{outcome.rows:,} rows, " + ", ".join(f"{counts.get(op, 0)} {op}"
+                                                     for op in ("created", "updated", "removed"))
+                + (f" ({kinds})" if kinds else "") + f", {len(outcome.deliveries)} deliveries, "
+                f"{len(outcome.held)} held, {outcome.quarantined} quarantined")
+    return f"{mask_url(outcome.source)}: {state}{body}, {seconds:.1f} s"
+
+
+def poll_line(console: Console) -> Callable[[Outcome, float], None]:
+    """What `vigie run` tells after each poll, on stderr."""
+    def polled(outcome: Outcome, seconds: float) -> None:
+        console.print(describe_poll(outcome, seconds), markup=False, highlight=False, soft_wrap=True)
+
+    return polled

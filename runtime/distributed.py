@@ -54,6 +54,7 @@ from producers.kafka_publisher import KafkaPublisher, Published, RedisSourceStat
 from runtime.health import Problems, read_problems, watch_store
 from runtime.incidents import ProducerIncidents, poll_source
 from runtime.logs import configure
+from runtime.metrics import Metrics, count_published, serving
 from runtime.settings import Settings
 from runtime.telegram import disabler, run_bot, telegram_options
 from runtime.wiring import retry_policy, subscription_store, webhook_guard
@@ -190,14 +191,16 @@ async def run_producer(s: DistributedSettings, *, once: bool, full: bool = False
 async def _poll_forever(s: DistributedSettings, producer: SnapshotProducer, sources: dict[str, Any],
                         incidents: ProducerIncidents) -> None:
     stop = _stop_on_signals()
+    metrics = Metrics()
 
     async def loop(url: str, source: Any, adapter: Any) -> None:
         while not stop.is_set():
-            await poll_source(producer, url, source, adapter, incidents, at=datetime.now(UTC))
+            published = await poll_source(producer, url, source, adapter, incidents, at=datetime.now(UTC))
+            count_published(metrics, adapter.dataset, published)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), s.poll_interval)
 
-    async with asyncio.TaskGroup() as tasks:
+    async with serving(metrics, s.metrics_host, s.metrics_port), asyncio.TaskGroup() as tasks:
         tasks.create_task(_heartbeat(s.heartbeat("producer"), stop))
         for url, (source, adapter) in sources.items():
             tasks.create_task(loop(url, source, adapter))
@@ -240,7 +243,8 @@ async def run_streams(s: DistributedSettings) -> None:
              asyncio.create_task(watch_store(subscriptions, lambda: len(streams.feed.index),
                                              problems.reporter("subscriptions"), stop))]
     try:
-        await streams.run()
+        async with serving(Metrics(), s.metrics_host, s.metrics_port):  # process series; changes: vigie run's
+            await streams.run()
     finally:
         stop.set()
         for task in tasks:
@@ -276,9 +280,11 @@ async def run_notifier(s: DistributedSettings, channel: str) -> None:
         held = HeldDeliveries(s.redis_url, namespace=s.namespace, channel=channel)  # digests and quiet hours
         failures = RedisFailures(s.redis_url, namespace=s.namespace, channel=channel)
         watch = EndpointWatch(failures, timedelta(seconds=s.disable_after), disabler(refusals))
-        worker = KafkaNotifier(conf, store, guard, channels, policy=retry_policy(s), held=held, endpoints=watch)
+        metrics = Metrics()
+        worker = KafkaNotifier(conf, store, guard, channels, policy=retry_policy(s), held=held, endpoints=watch,
+                               observe=metrics.delivered)
         try:
-            async with asyncio.TaskGroup() as tasks:
+            async with serving(metrics, s.metrics_host, s.metrics_port), asyncio.TaskGroup() as tasks:
                 tasks.create_task(_heartbeat(s.heartbeat(f"notifier-{channel}"), stop))
                 tasks.create_task(worker.run(stop))
         finally:

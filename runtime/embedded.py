@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from notifiers.worker import DrainResult, OutboxWorker
 from producers import adapter_for, open_source
 from producers.urls import mask as mask_source
 from runtime.bots import serve_bots
+from runtime.metrics import Metrics, poll_outcome
 from runtime.settings import Settings
 from runtime.telegram import DATASET, disabler, host_bot, telegram_options
 from runtime.wiring import retry_policy, webhook_guard
@@ -41,6 +43,7 @@ from subscriptions.sqlite import SqliteSubscriptionStore
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, str], None]
+Polled = Callable[[Outcome, float], None]  # a poll's outcome and how long it took
 
 
 def utcnow() -> datetime:
@@ -82,14 +85,21 @@ class Embedded:
     """Wires the embedded adapters; use as `async with Embedded(settings) as vigie:`."""
 
     def __init__(self, settings: Settings, *, console: IO[str] | None = None, clock: Callable[[], datetime] = utcnow,
-                 progress: Progress | None = None, rates: Mapping[str, Rate] = DEFAULT_RATES) -> None:
+                 progress: Progress | None = None, rates: Mapping[str, Rate] = DEFAULT_RATES,
+                 metrics: Metrics | None = None) -> None:
         self.settings = settings
+        self.metrics = Metrics() if metrics is None else metrics
+        self._polled: list[Polled] = []
         self._rates = rates
         self.clock = clock
         self._console = console
         self._progress = progress or (lambda stage, detail: None)
         self._sources: dict[str, tuple[Source, Adapter]] = {}
         self.wake = asyncio.Event()
+
+    def on_poll(self, polled: Polled) -> None:
+        """Called as `polled(outcome, seconds)` after every poll (`vigie run` prints a line)."""
+        self._polled.append(polled)
 
     def on_progress(self, progress: Progress) -> None:
         """Called as `progress(stage, detail)` while polling and delivering (the demo's progress bar)."""
@@ -114,7 +124,9 @@ class Embedded:
                                    health_rule=HealthRule(timedelta(seconds=s.stale_after), s.failing_after),
                                    shown=mask_source)
         self.worker = OutboxWorker(self.outbox, self.channels, retry_policy(s), self.clock,
-                                   limiter=RateLimiter(self._rates), subscriptions=self.subscriptions)
+                                   limiter=RateLimiter(self._rates), subscriptions=self.subscriptions,
+                                   observe=lambda delivery, outcome: self.metrics.delivered(delivery, outcome,
+                                                                                            self.clock()))
         for url in s.sources:
             self._sources[url] = (open_source(url, session=self.session), adapter_for(url))
         return self
@@ -176,10 +188,23 @@ class Embedded:
     async def run_once(self) -> Summary:
         summary = Summary()
         for url in self._sources:
-            summary.add(await self._poll_safely(url))
+            summary.add(await self._observed_poll(url))
         result = await self.deliver()
         summary.delivered, summary.failed, summary.dead = result.delivered, result.retried, result.dead
         return summary
+
+    async def _observed_poll(self, url: str) -> Outcome:
+        """`_poll_safely`, counted in the metrics and told to the `on_poll` listeners."""
+        started = time.monotonic()
+        outcome = await self._poll_safely(url)
+        seconds = time.monotonic() - started
+        state = poll_outcome(problem=outcome.problem, complete=outcome.complete, unchanged=outcome.unchanged)
+        self.metrics.polled(url, self._sources[url][1].dataset, state, rows=outcome.rows,
+                            quarantined=outcome.quarantined, ops=outcome.counts(), kinds=outcome.kinds(),
+                            at=self.clock())
+        for polled in self._polled:
+            polled(outcome, seconds)
+        return outcome
 
     async def _poll_safely(self, url: str) -> Outcome:
         try:
@@ -203,7 +228,7 @@ class Embedded:
 
     async def _poll_loop(self, url: str, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            await self._poll_safely(url)
+            await self._observed_poll(url)
             await _wait(stop, self.settings.poll_interval)
 
     async def _deliver_loop(self, stop: asyncio.Event) -> None:

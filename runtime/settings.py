@@ -137,6 +137,10 @@ class Settings(BaseSettings):
     api_burst: float = Field(default=50.0, ge=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
     log_format: Literal["console", "json"] = "console"
+    # Prometheus /metrics and /healthz (runtime/metrics.py): off unless a port is set (0: any free port); roles
+    # sharing a machine need a port each
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
 
     @field_validator("stale_after", mode="before")
     @classmethod
