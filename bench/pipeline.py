@@ -52,7 +52,7 @@ from redis.asyncio import Redis
 
 from bench.receiver import LeanReceiver
 from core.geo import AdminArea
-from core.match import GridIndex
+from core.index import SubscriptionIndex
 from core.model import Record, Subscription, stable_hash
 from core.ports import RawSnapshot, Snapshot
 from core.profiles import profile_for
@@ -189,7 +189,7 @@ async def embedded(inputs: Inputs, receiver: LeanReceiver, workdir: Path, deadli
     for subscription in inputs.subscriptions:
         await store.put(subscription)
     await store.aclose()
-    matcher = GridIndex(inputs.subscriptions)
+    matcher = SubscriptionIndex(inputs.subscriptions)
     async with Embedded(settings) as vigie:
         worker = OutboxWorker(vigie.outbox, vigie.channels, concurrency=64, limiter=RateLimiter({}))
         await vigie.processor.process(inputs.base, matcher, at=datetime.now(UTC))
@@ -215,8 +215,8 @@ async def drain(worker: OutboxWorker, receiver: LeanReceiver, count: int, deadli
             await worker.drain(limit=1000)
 
 
-async def embedded_republication(vigie: Embedded, worker: OutboxWorker, matcher: GridIndex, inputs: Inputs, *,
-                                 receiver: LeanReceiver, deadline_s: float) -> Result:
+async def embedded_republication(vigie: Embedded, worker: OutboxWorker, matcher: SubscriptionIndex,
+                                 inputs: Inputs, *, receiver: LeanReceiver, deadline_s: float) -> Result:
     snapshot, changed = inputs.rounds[2], regraded(inputs)
     receiver.reset()
     meter = CpuMeter({"bench (Vigie + receiver)": os.getpid()})

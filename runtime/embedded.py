@@ -22,7 +22,7 @@ from typing import IO, Any
 import aiohttp
 
 from core.health import HealthRule
-from core.match import GridIndex
+from core.index import SubscriptionIndex
 from core.ports import Adapter, RawSnapshot, Snapshot, Source
 from core.profiles import profile_for
 from core.storms import MassRule
@@ -96,6 +96,7 @@ class Embedded:
         self._progress = progress or (lambda stage, detail: None)
         self._sources: dict[str, tuple[Source, Adapter]] = {}
         self.wake = asyncio.Event()
+        self._index: tuple[int, SubscriptionIndex] | None = None  # (store revision, index of that revision)
 
     def on_poll(self, polled: Polled) -> None:
         """Called as `polled(outcome, seconds)` after every poll (`vigie run` prints a line)."""
@@ -148,7 +149,7 @@ class Embedded:
         raw = await source.fetch(known.version if known else None)
         self._progress("diff", f"{len(raw.rows)} rows")
         snapshot = self._snapshot(url, raw, adapter)
-        matcher = GridIndex(await self.subscriptions.all())
+        matcher = await self.matcher()
         outcome = await self.processor.process(snapshot, matcher, at=self.clock())
         self._progress("matched", f"{len(outcome.changes)} changes, {len(outcome.deliveries)} deliveries")
         self.wake.set()
@@ -164,10 +165,18 @@ class Embedded:
                                 snapshot.quarantined, snapshot.problem)
         return snapshot
 
+    async def matcher(self) -> SubscriptionIndex:
+        """The match index, rebuilt only when the subscription store's revision moved since it was built."""
+        revision = self.subscriptions.revision()
+        if self._index is None or self._index[0] != revision:
+            self._index = (revision, SubscriptionIndex(await self.subscriptions.all()))
+            log.debug("match index rebuilt: %d subscription(s)", len(self._index[1]), extra={"revision": revision})
+        return self._index[1]
+
     async def release(self, event: HeldEvent) -> int:
         """Let a held dataset event's changes through to today's subscriptions; how many deliveries it queued."""
         changes = await self.state.held(event.id)
-        deliveries = deliveries_for(changes, GridIndex(await self.subscriptions.all()))
+        deliveries = deliveries_for(changes, await self.matcher())
         await self.state.release(event, changes, deliveries, now=self.clock())
         self.wake.set()
         log.info("released dataset event %s: %d changes, %d deliveries queued", event.id, len(changes),
@@ -212,7 +221,7 @@ class Embedded:
         except Exception as exc:  # a broken source must not stop the others
             log.exception("polling %s failed", url)
             problem = f"{type(exc).__name__}: {exc}"
-            matcher = GridIndex(await self.subscriptions.all())
+            matcher = await self.matcher()
             return await self.processor.failed(url, self._sources[url][1].dataset, problem, matcher, at=self.clock())
 
     async def run_forever(self, stop: asyncio.Event) -> None:

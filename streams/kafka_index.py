@@ -21,7 +21,7 @@ from aiokafka.structs import ConsumerRecord
 
 from core.codec import SUBSCRIPTION, decode, read, subscription_from_dict
 from core.errors import EnvelopeError
-from core.match import GridIndex
+from core.index import SubscriptionIndex
 from streams.bus.kafka import KafkaBus
 
 log = logging.getLogger(__name__)
@@ -30,9 +30,10 @@ log = logging.getLogger(__name__)
 class SubscriptionFeed:
     """Applies the `subscriptions` topic to `index`; `run()` until cancelled."""
 
-    def __init__(self, bus: KafkaBus, *, index: GridIndex | None = None, client_id: str = "vigie-index") -> None:
+    def __init__(self, bus: KafkaBus, *, index: SubscriptionIndex | None = None,
+                 client_id: str = "vigie-index") -> None:
         self.bus = bus
-        self.index = GridIndex() if index is None else index
+        self.index = SubscriptionIndex() if index is None else index
         self.ready = asyncio.Event()
         self.topic = bus.topics.subscriptions
         self._client_id = client_id
@@ -47,7 +48,7 @@ class SubscriptionFeed:
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             end = await consumer.end_offsets(partitions)
-            fresh = GridIndex()
+            fresh = SubscriptionIndex()
             while True:
                 if fresh is not self.index and await self._caught_up(consumer, end):
                     self.index = fresh
@@ -66,7 +67,7 @@ class SubscriptionFeed:
                 return False
         return True
 
-    async def _apply(self, index: GridIndex, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+    async def _apply(self, index: SubscriptionIndex, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         dead = []
         for record in records:
             try:
@@ -78,7 +79,7 @@ class SubscriptionFeed:
 
 
 
-def apply(index: GridIndex, key: bytes | None, value: bytes | None) -> None:
+def apply(index: SubscriptionIndex, key: bytes | None, value: bytes | None) -> None:
     """One message of the topic: EnvelopeError when it is neither a subscription nor a tombstone."""
     if value is None:
         if key is None:

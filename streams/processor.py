@@ -59,7 +59,10 @@ class Outcome:
 
 
 def deliveries_for(changes: Iterable[Change], matcher: Matcher) -> list[Delivery]:
-    return [Delivery.of(change, sub) for change in changes for sub in matcher.match(change)]
+    """One batch lookup for all `changes` (the index matches a snapshot's worth at once)."""
+    batch = list(changes)
+    found = matcher.match_many(batch)
+    return [Delivery.of(change, sub) for change, subs in zip(batch, found, strict=True) for sub in subs]
 
 
 def incident_of(state: SourceState | None) -> Incident:

@@ -14,6 +14,14 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     id TEXT PRIMARY KEY, destination TEXT NOT NULL, data BLOB NOT NULL,
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
+CREATE TABLE IF NOT EXISTS subscriptions_revision (id INTEGER PRIMARY KEY CHECK (id = 0), n INTEGER NOT NULL);
+INSERT OR IGNORE INTO subscriptions_revision VALUES (0, 0);
+CREATE TRIGGER IF NOT EXISTS subscriptions_inserted AFTER INSERT ON subscriptions
+    BEGIN UPDATE subscriptions_revision SET n = n + 1; END;
+CREATE TRIGGER IF NOT EXISTS subscriptions_updated AFTER UPDATE ON subscriptions
+    BEGIN UPDATE subscriptions_revision SET n = n + 1; END;
+CREATE TRIGGER IF NOT EXISTS subscriptions_deleted AFTER DELETE ON subscriptions
+    BEGIN UPDATE subscriptions_revision SET n = n + 1; END;
 """
 
 
@@ -33,6 +41,13 @@ class SqliteSubscriptionStore:
         self._conn = sqlite3.connect(_path(url), isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA busy_timeout = 5000")
         self._conn.executescript(SCHEMA)
+
+    def revision(self) -> int:
+        """A number that moves whenever anyone (this store, another process's `vigie subscribe`) writes a
+        subscription: triggers count the writes. One cheap query; the embedded runtime keeps its index until it
+        moves."""
+        (revision,) = self._conn.execute("SELECT n FROM subscriptions_revision").fetchone()
+        return int(revision)
 
     async def put(self, subscription: Subscription) -> None:
         data = orjson.dumps(subscription_to_dict(subscription))

@@ -22,7 +22,7 @@ import pytest
 from core.diff import diff_one
 from core.errors import DeliveryError
 from core.geo import Circle, Point, haversine_m
-from core.match import GridIndex
+from core.index import SubscriptionIndex
 from core.model import Delivery, Record, Subscription
 from core.ports import CurrentView, RawSnapshot, SubscriptionStore
 from core.profiles import ALIMCONFIANCE
@@ -210,7 +210,7 @@ async def alert_then_block(api: FakeTelegramApi, user: FakeUser, store: Subscrip
                    "fp-worse", place.point, place.admin, place.group, 4)
     change = diff_one(place, worse, at=AT, version="v2", profile=ALIMCONFIANCE)
     assert change is not None
-    [subscription] = GridIndex(await store.all()).match(change)
+    [subscription] = SubscriptionIndex(await store.all()).match(change)
     channels = Channels(telegram_token=api.token, telegram_base_url=api.base_url, timeout=5,
                         on_refused=disabler(store))
     try:
@@ -229,7 +229,7 @@ async def alert_then_block(api: FakeTelegramApi, user: FakeUser, store: Subscrip
         await channels.aclose()
     [disabled] = await store.all()
     assert disabled.disabled_reason == BLOCKED
-    assert GridIndex(await store.all()).match(change) == []
+    assert SubscriptionIndex(await store.all()).match(change) == []
 
 
 def free_port() -> int:

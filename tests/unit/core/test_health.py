@@ -20,7 +20,8 @@ from core.health import (
     source_notice,
     step,
 )
-from core.match import GridIndex, brute_force
+from core.index import SubscriptionIndex
+from core.match import brute_force
 from core.model import Filter, Kind, Op, Subscription
 from tests.unit.core.factories import PARIS, subscription
 
@@ -103,7 +104,7 @@ def test_a_source_notice_reaches_every_active_subscription_of_its_dataset_wherev
         Subscription("paused", subscription().area, "console://", paused=True),
     ]
     change = source_notice("s", "alimconfiance", Transition(STALE, T0), T0)
-    found = GridIndex(subs).match(change)
+    found = SubscriptionIndex(subs).match(change)
     assert [s.id for s in found] == ["lyon-kinds", "ours", "paris"]
     assert found == brute_force(subs, change)
 

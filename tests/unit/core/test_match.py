@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.geo import AdminArea, AdminCodes, Area, BBox, Circle, Everywhere, Point, Polygon
-from core.match import GridIndex, Matcher, brute_force, concerns
+from core.index import SubscriptionIndex
+from core.match import Matcher, brute_force, concerns
 from core.model import Change, Filter, Subscription
 from tests.unit.core import strategies as s
 from tests.unit.core.factories import LYON, PARIS, PARIS_ADMIN, created, inspection, removed, subscription, updated
@@ -18,17 +19,23 @@ PROPERTY = settings(deadline=None, max_examples=300)
 
 
 @dataclass(frozen=True, slots=True)
-class Grid:
-    """GridIndex options: the grid step and the cap on cells per area."""
+class Options:
+    """SubscriptionIndex thresholds, small enough that tests reach the main table and the renumbering."""
 
-    cell_deg: float
-    max_cells: int
+    merge_at: int
+    compact_at: int
 
-    def index(self, subs: list[Subscription]) -> GridIndex:
-        return GridIndex(subs, cell_deg=self.cell_deg, max_cells=self.max_cells)
+    def index(self, subs: list[Subscription]) -> SubscriptionIndex:
+        return SubscriptionIndex(subs, merge_at=self.merge_at, compact_at=self.compact_at)
 
 
-grid = st.builds(Grid, cell_deg=st.sampled_from((0.05, 0.1, 1.0, 7.5)), max_cells=st.sampled_from((1, 16, 400)))
+options = st.builds(Options, merge_at=st.sampled_from((0, 3, 4096)), compact_at=st.sampled_from((0, 2, 1024)))
+Op = tuple[str, Subscription | str | list[Change]]
+operations: st.SearchStrategy[Op] = st.one_of(
+    st.tuples(st.just("add"), s.subscriptions()),
+    st.tuples(st.just("remove"), st.sampled_from(s.SUB_IDS)),
+    st.tuples(st.just("match"), st.lists(s.changes(), min_size=1, max_size=3)),
+)
 
 
 def latest(subs: list[Subscription]) -> dict[str, Subscription]:
@@ -36,67 +43,74 @@ def latest(subs: list[Subscription]) -> dict[str, Subscription]:
     return {sub.id: sub for sub in subs}
 
 
+def assert_like_brute_force(index: SubscriptionIndex, held: dict[str, Subscription], changes: list[Change]) -> None:
+    expected = [brute_force(held.values(), change) for change in changes]
+    assert index.match_many(changes) == expected
+    assert [index.match(change) for change in changes] == expected
+
+
 @PROPERTY
 @given(subs=st.lists(s.subscriptions(), max_size=12), changes=st.lists(s.changes(), min_size=1, max_size=4),
-       options=grid)
-def test_index_equals_brute_force(subs: list[Subscription], changes: list[Change], options: Grid) -> None:
-    index = options.index(subs)
+       opts=options)
+def test_index_equals_brute_force(subs: list[Subscription], changes: list[Change], opts: Options) -> None:
+    index = opts.index(subs)
     held = latest(subs)
     assert len(index) == len(held)
-    for change in changes:
-        assert index.match(change) == brute_force(held.values(), change)
+    assert_like_brute_force(index, held, changes)
 
 
 @PROPERTY
-@given(subs=st.lists(s.subscriptions(), max_size=12), gone=st.sets(st.sampled_from(s.SUB_IDS)),
-       again=st.lists(s.subscriptions(), max_size=6), changes=st.lists(s.changes(), min_size=1, max_size=4),
-       options=grid)
-def test_index_equals_brute_force_after_removals_and_re_adds(
-    subs: list[Subscription], gone: set[str], again: list[Subscription], changes: list[Change],
-    options: Grid,
-) -> None:
-    index = options.index(subs)
-    for sid in gone:
-        index.remove(sid)
-    for sub in again:
-        index.add(sub)
-    held = {sid: sub for sid, sub in latest(subs).items() if sid not in gone} | latest(again)
-    assert len(index) == len(held)
-    assert all(sid in index for sid in held)
-    for change in changes:
-        assert index.match(change) == brute_force(held.values(), change)
+@given(start=st.lists(s.subscriptions(), max_size=8), ops=st.lists(operations, max_size=20), opts=options)
+def test_index_equals_brute_force_through_adds_and_removes(start: list[Subscription], ops: list[Op],
+                                                           opts: Options) -> None:
+    index = opts.index(start)
+    held = latest(start)
+    for op, arg in ops:
+        if op == "add":
+            assert isinstance(arg, Subscription)
+            index.add(arg)
+            held[arg.id] = arg
+        elif op == "remove":
+            assert isinstance(arg, str)
+            index.remove(arg)
+            held.pop(arg, None)
+        else:
+            assert isinstance(arg, list)
+            assert_like_brute_force(index, held, arg)
+        assert len(index) == len(held)
+        assert all(sid in index for sid in held)
 
 
 @PROPERTY
 @given(circle=s.circles, bearing=st.floats(0.0, 360.0), fraction=st.floats(0.99, 1.0),
-       others=st.lists(s.subscriptions(), max_size=6), options=grid)
+       others=st.lists(s.subscriptions(), max_size=6), opts=options)
 def test_index_equals_brute_force_on_the_rim_of_circles(
-    circle: Circle, bearing: float, fraction: float, others: list[Subscription], options: Grid
+    circle: Circle, bearing: float, fraction: float, others: list[Subscription], opts: Options
 ) -> None:
     """Random points rarely land on an area's edge, where a too-small bounding box would lose them."""
     subs = [*others, subscription("rim", circle)]
     point = s.destination(circle.center, bearing, circle.radius_m * fraction)
     change = created(inspection("k", point=point))
-    assert options.index(subs).match(change) == brute_force(latest(subs).values(), change)
+    assert opts.index(subs).match(change) == brute_force(latest(subs).values(), change)
 
 
 @PROPERTY
-@given(subs=st.lists(s.subscriptions(), max_size=12), options=grid)
-def test_removing_everything_leaves_an_empty_index(subs: list[Subscription], options: Grid) -> None:
-    index = options.index(subs)
+@given(subs=st.lists(s.subscriptions(), max_size=12), opts=options)
+def test_removing_everything_leaves_an_empty_index(subs: list[Subscription], opts: Options) -> None:
+    index = opts.index(subs)
     for sub in subs:
         index.remove(sub.id)
     assert len(index) == 0
-    assert index._grid == {}  # no bucket outlives its subscriptions
-    assert not index._always
+    assert index.match(created(NEAR_PARIS)) == []
 
 
 def test_the_index_is_a_matcher() -> None:
-    index = GridIndex()
+    index = SubscriptionIndex()
     matcher: Matcher = index
     assert len(matcher) == 0
     matcher.remove("never-added")
     assert "never-added" not in index
+    assert matcher.match_many([]) == []
 
 
 NEAR_PARIS = inspection("k")
@@ -126,7 +140,7 @@ NOWHERE = inspection("k", point=None, admin=PARIS_ADMIN)
 def test_which_areas_a_change_concerns(area: Area, change: Change, matched: bool) -> None:
     sub = subscription("s1", area)
     assert concerns(sub, change) is matched
-    assert GridIndex([sub]).match(change) == ([sub] if matched else [])
+    assert SubscriptionIndex([sub]).match(change) == ([sub] if matched else [])
 
 
 @pytest.mark.parametrize(
@@ -154,18 +168,18 @@ def test_filters(flt: Filter, change: Change, matched: bool) -> None:
 def test_a_paused_or_disabled_subscription_matches_nothing(paused: bool, reason: str | None) -> None:
     sub = replace(subscription("s1", Everywhere()), paused=paused, disabled_reason=reason)
     assert not concerns(sub, created(NEAR_PARIS))
-    assert GridIndex([sub]).match(created(NEAR_PARIS)) == []
-    assert GridIndex([replace(sub, paused=False, disabled_reason=None)]).match(created(NEAR_PARIS))
+    assert SubscriptionIndex([sub]).match(created(NEAR_PARIS)) == []
+    assert SubscriptionIndex([replace(sub, paused=False, disabled_reason=None)]).match(created(NEAR_PARIS))
 
 
 def test_matches_come_sorted_by_subscription_id() -> None:
     subs = [subscription(sid, area) for sid, area in
             (("c", Everywhere()), ("a", Circle(PARIS, 1_000)), ("b", AdminArea("commune", "75056")))]
-    assert [sub.id for sub in GridIndex(subs).match(created(NEAR_PARIS))] == ["a", "b", "c"]
+    assert [sub.id for sub in SubscriptionIndex(subs).match(created(NEAR_PARIS))] == ["a", "b", "c"]
 
 
 def test_re_adding_an_id_replaces_its_area() -> None:
-    index = GridIndex([subscription("s1", Circle(PARIS, 1_000))])
+    index = SubscriptionIndex([subscription("s1", Circle(PARIS, 1_000))])
     index.add(subscription("s1", AdminArea("departement", "69")))
     assert len(index) == 1
     assert index.match(created(NEAR_PARIS)) == []
@@ -175,6 +189,6 @@ def test_re_adding_an_id_replaces_its_area() -> None:
 def test_a_circle_near_the_pole_or_the_antimeridian_still_matches() -> None:
     polar = subscription("polar", Circle(Point(89.5, 0.0), 200_000))
     dateline = subscription("dateline", Circle(Point(-14.0, 179.9), 50_000))
-    index = GridIndex([polar, dateline])
+    index = SubscriptionIndex([polar, dateline])
     assert index.match(created(inspection("k", point=Point(89.9, 170.0)))) == [polar]
     assert index.match(created(inspection("k", point=Point(-14.0, -179.9)))) == [dateline]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from core.geo import AdminArea, AdminCodes, Circle, Everywhere
-from core.match import GridIndex
+from core.index import SubscriptionIndex
 from core.model import Filter, Record, Subscription
 from core.ports import Quarantined, Snapshot
 from core.profiles import profile_for
@@ -21,7 +21,7 @@ SOURCE = "ods+https://portal.example/export_alimconfiance"
 PARIS_1KM = Subscription("paris", Circle(PARIS, 1000), "webhook+https://a.example/h", secret="whsec_x")
 URGENT = Subscription("urgent", Everywhere(), "console://", Filter(min_rating=4))
 DEP_69 = Subscription("dep69", AdminArea("departement", "69"), "console://")
-SUBS = GridIndex([PARIS_1KM, URGENT, DEP_69])
+SUBS = SubscriptionIndex([PARIS_1KM, URGENT, DEP_69])
 
 
 def snap(records: list[Record], version: str, *, complete: bool = True, problem: str | None = None,
@@ -104,10 +104,10 @@ async def test_quarantined_rows_are_stored_with_their_reason(db: Database) -> No
 async def test_outbox_keeps_order_per_subscription_across_retries(db: Database) -> None:
     proc = processor(db)
     await proc.process(snap(BASE, "v1"), SUBS, at=AT)
-    outcome = await proc.process(snap([], "v2", complete=True), GridIndex([PARIS_1KM]), at=AT)
+    outcome = await proc.process(snap([], "v2", complete=True), SubscriptionIndex([PARIS_1KM]), at=AT)
     assert outcome.problem is not None  # an empty snapshot is never trusted
     first, second = (inspection(f"n{i}", entity=f"n{i}", date=f"2025-06-0{i}") for i in (1, 2))
-    outcome = await proc.process(snap([*BASE, first, second], "v3"), GridIndex([PARIS_1KM]), at=AT)
+    outcome = await proc.process(snap([*BASE, first, second], "v3"), SubscriptionIndex([PARIS_1KM]), at=AT)
     outbox = SqliteOutbox(db)
     d1, d2 = outcome.deliveries
     await outbox.failed(d1.key, 1, "HTTP 503", AT + timedelta(minutes=5))
