@@ -147,3 +147,28 @@ class Outbox(Protocol):
         """Not before `until` (a digest or quiet hours, core/schedule.py); a held delivery does not hold back its
         subscription's later ones (an urgent alert goes past it)."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A delivery that will not be retried any more (attempts exhausted, or refused for good), and why."""
+
+    key: str  # the delivery's idempotency key: its id in `vigie deliveries` and the API
+    subscription_id: str
+    channel: str
+    change_id: str
+    kind: str
+    attempts: int
+    reason: str
+
+
+class DeadLetters(Protocol):
+    """Dead letters of every channel: the embedded outbox's (status dead) or the `dlq.deliveries.<channel>` topics."""
+
+    async def dead(self, limit: int = 1000) -> list[DeadLetter]:
+        """Those not replayed yet, most recent first."""
+        ...
+
+    async def replay(self, key: str) -> bool:
+        """Queue the dead letter `key` again, as a first attempt, due now; False when there is none."""
+        ...

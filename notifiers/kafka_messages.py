@@ -1,5 +1,6 @@
 """What the Kafka notifier (kafka_worker.py) reads and writes: consumed records, the headers it puts on re-queues
-and dead letters, its configuration, and the surfaces of the subscription store and the guard it uses.
+and dead letters, its configuration, the surfaces of the subscription store and the guard it uses, and how it
+commits and resumes a partition.
 
     vigie-attempt        attempts made so far
     vigie-not-before     Unix time (seconds) before which the retry must not be sent
@@ -8,15 +9,20 @@ and dead letters, its configuration, and the surfaces of the subscription store 
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+
 from core.errors import EnvelopeError
 from core.model import Subscription
 from notifiers.guard import Claim
 
+log = logging.getLogger(__name__)
 Headers = list[tuple[str, bytes]]
 
 
@@ -115,3 +121,22 @@ class Outgoing:
 def content_type(record: Record) -> Headers:
     """The record's content-type header, kept on what is re-queued or dead-lettered (none when it had none)."""
     return [(key, value) for key, value in record.headers or () if key == "content-type"][-1:]
+
+
+async def commit(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
+    """Commit `tp` up to `offset`. A rebalance may have given the partition to another member meanwhile (this one
+    was paused, or slow, past its session timeout): the commit then fails, which is expected and harmless, since
+    the new owner reads the records again and the done marks make it skip what was sent."""
+    try:
+        await consumer.commit({tp: offset})
+    except (CommitFailedError, IllegalStateError) as exc:
+        log.warning("offsets of %s not committed after a rebalance (%s): its owner reads them again",
+                    tp, type(exc).__name__, extra={"topic": tp.topic, "partition": tp.partition})
+    except KafkaError as exc:  # broker trouble: the next commit of the partition covers these offsets
+        log.warning("offsets of %s not committed (%r): the next commit covers them", tp, exc,
+                    extra={"topic": tp.topic, "partition": tp.partition, "collapse": True})
+
+
+def resume(consumer: AIOKafkaConsumer, tp: TopicPartition) -> None:
+    if tp in consumer.assignment():
+        consumer.resume(tp)

@@ -47,13 +47,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from core.codec import DELIVERY, KAFKA_HEADERS, decode, delivery_from_dict, read
 from core.errors import DeliveryError, EnvelopeError, StoreLost
 from core.model import Delivery
 from core.schedule import release_at
 from notifiers import mask
+from notifiers.failing import EndpointWatch
 from notifiers.guard import Claim
 from notifiers.held import Held, HeldDeliveries, release_forever
 from notifiers.kafka_messages import (
@@ -63,9 +63,11 @@ from notifiers.kafka_messages import (
     Outgoing,
     Record,
     Subscriptions,
+    commit,
     content_type,
     dead_letter_headers,
     header,
+    resume,
     retry_header,
 )
 from notifiers.merging import Sender, chunks, merge_limit, queue_key, send_chunk
@@ -98,7 +100,7 @@ class KafkaNotifier:
     def __init__(self, conf: NotifierConfig, subscriptions: Subscriptions, guard: Guard, sender: Sender, *,
                  policy: RetryPolicy | None = None, clock: Callable[[], float] = time.time,
                  rng: Callable[[], float] = random.random, held: HeldDeliveries | None = None,
-                 observe: Observe | None = None) -> None:
+                 endpoints: EndpointWatch | None = None, observe: Observe | None = None) -> None:
         self.conf = conf
         self._subscriptions = subscriptions
         self._guard = guard
@@ -109,6 +111,7 @@ class KafkaNotifier:
         self._clock = clock
         self._rng = rng
         self._held = held  # digests and quiet hours (core/schedule.py); None: every alert goes at once
+        self._endpoints = endpoints  # failing for too long → disabled (notifiers/failing.py)
         self._observe = observe  # each delivery's outcome (runtime's metrics)
         self._slots = asyncio.Semaphore(conf.concurrency)
         self._producer = AIOKafkaProducer(bootstrap_servers=conf.bootstrap, acks="all", enable_idempotence=True,
@@ -170,7 +173,7 @@ class KafkaNotifier:
             await self._read_again(consumer, tp, due)
             return
         if due:
-            await _commit(consumer, tp, due[-1].offset + 1)
+            await commit(consumer, tp, due[-1].offset + 1)
 
     @staticmethod
     async def _read_again(consumer: AIOKafkaConsumer, tp: TopicPartition, records: list[Record]) -> None:
@@ -194,7 +197,7 @@ class KafkaNotifier:
             if not_before > now:
                 consumer.seek(tp, record.offset)
                 consumer.pause(tp)
-                asyncio.get_running_loop().call_later(not_before - now, _resume, consumer, tp)
+                asyncio.get_running_loop().call_later(not_before - now, resume, consumer, tp)
                 return records[:index]
         return records
 
@@ -225,6 +228,10 @@ class KafkaNotifier:
             results = await asyncio.gather(*(self._queue(queue, claimed_at, sent) for queue in queues))
         finally:  # what was sent stays sent, even when another delivery of the batch hit trouble
             await self._guard.done_many(sent)
+            if self._endpoints is not None and sent:
+                done = set(sent)
+                await self._endpoints.succeeded({j.delivery.subscription.destination for j in claimed
+                                                 if j.delivery.key in done})
         return out + [outgoing for result in results for outgoing in result]
 
     async def _hold(self, live: list[_Job]) -> list[_Job]:
@@ -311,6 +318,9 @@ class KafkaNotifier:
         except Exception as exc:  # DeliveryError says what to do; anything else is retried, with a traceback
             await self._release(message)
             error = _as_delivery_error(exc, head.delivery)
+            if self._endpoints is not None:
+                now = datetime.fromtimestamp(self._clock(), UTC)
+                await self._endpoints.failed(head.delivery.subscription.destination, now, str(error))
             return out + [self._failed(job.delivery, job.record, job.attempt + 1, error) for job in message]
         sent += [job.delivery.key for job in message]
         self.sent += len(message)
@@ -377,25 +387,6 @@ class KafkaNotifier:
                    for o in outgoing]
         for future in futures:
             await future
-
-
-async def _commit(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
-    """Commit `tp` up to `offset`. A rebalance may have given the partition to another member meanwhile (this one
-    was paused, or slow, past its session timeout): the commit then fails, which is expected and harmless, since
-    the new owner reads the records again and the done marks make it skip what was sent."""
-    try:
-        await consumer.commit({tp: offset})
-    except (CommitFailedError, IllegalStateError) as exc:
-        log.warning("offsets of %s not committed after a rebalance (%s): its owner reads them again",
-                    tp, type(exc).__name__, extra={"topic": tp.topic, "partition": tp.partition})
-    except KafkaError as exc:  # broker trouble: the next commit of the partition covers these offsets
-        log.warning("offsets of %s not committed (%r): the next commit covers them", tp, exc,
-                    extra={"topic": tp.topic, "partition": tp.partition, "collapse": True})
-
-
-def _resume(consumer: AIOKafkaConsumer, tp: TopicPartition) -> None:
-    if tp in consumer.assignment():
-        consumer.resume(tp)
 
 
 def _as_delivery_error(exc: Exception, delivery: Delivery) -> DeliveryError:

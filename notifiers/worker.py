@@ -27,6 +27,7 @@ from core.model import Delivery, Subscription
 from core.ports import Outbox
 from core.schedule import release_at
 from notifiers import mask
+from notifiers.failing import EndpointWatch
 from notifiers.merging import Sender, chunks, merge_limit, queue_key, send_chunk
 from notifiers.ratelimit import RateLimiter
 
@@ -127,7 +128,8 @@ class OutboxWorker:
     def __init__(self, outbox: Outbox, channels: Sender, policy: RetryPolicy | None = None,
                  clock: Callable[[], datetime] = _utcnow, *, concurrency: int = 8,
                  limiter: RateLimiter | None = None, rng: Callable[[], float] = random.random,
-                 subscriptions: Subscriptions | None = None, observe: Observe | None = None) -> None:
+                 subscriptions: Subscriptions | None = None, endpoints: EndpointWatch | None = None,
+                 observe: Observe | None = None) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         self._outbox = outbox
@@ -138,8 +140,9 @@ class OutboxWorker:
         self._limiter = RateLimiter() if limiter is None else limiter
         self._rng = rng
         self._subscriptions = subscriptions
-
+        self._endpoints = endpoints  # failing for too long → disabled (notifiers/failing.py)
         self._observe = observe
+
     async def drain(self, limit: int = 100) -> DrainResult:
         """Try every delivery due now (up to `limit`) once; what failed is rescheduled or dead-lettered."""
         tally: Counter[Outcome] = Counter()
@@ -210,6 +213,7 @@ class OutboxWorker:
         now = self._clock()
         for delivery, _ in chunk:
             await self._outbox.delivered(delivery.key, now)
+        await self._succeeded(first.destination)
         log.info("delivered %d merged alerts to %s", len(chunk), mask(first.destination),
                  extra={"channel": first.channel, "subscription_id": first.id})
         return ["delivered"] * len(chunk)
@@ -223,11 +227,18 @@ class OutboxWorker:
             error = _as_delivery_error(exc, delivery)
             return await self._failed(delivery, attempts + 1, error)
         await self._outbox.delivered(delivery.key, self._clock())
+        await self._succeeded(subscription.destination)
         log.info("delivered %s to %s", delivery.key, mask(subscription.destination), extra=_context(delivery))
         return "delivered"
 
+    async def _succeeded(self, destination: str) -> None:
+        if self._endpoints is not None:
+            await self._endpoints.succeeded((destination,))
+
     async def _failed(self, delivery: Delivery, attempt: int, error: DeliveryError) -> Outcome:
         reason, where = str(error), mask(delivery.subscription.destination)
+        if self._endpoints is not None:
+            await self._endpoints.failed(delivery.subscription.destination, self._clock(), reason)
         if not error.retriable or self._policy.exhausted(attempt):
             await self._outbox.failed(delivery.key, attempt, reason, None)
             log.warning("dead letter %s to %s after %d attempt(s): %s", delivery.key, where, attempt, reason,

@@ -14,12 +14,14 @@ import asyncio
 import ipaddress
 import logging
 import signal
+from contextlib import AsyncExitStack
 from datetime import timedelta
 from functools import partial
 
 from aiohttp import web
 
 from notifiers import mask, new_secret, vet_destination
+from runtime.deliveries import dead_letters
 from runtime.republish import republisher, republishing
 from runtime.settings import Settings
 from runtime.wiring import current_views, key_store, subscription_store, webhook_guard
@@ -57,13 +59,16 @@ async def build_app(settings: Settings) -> web.Application:
 
     hooks = Hooks(check_destination=partial(vet_destination, guard=webhook_guard(settings)), new_secret=new_secret,
                   mask=mask, ready=ready, rotation_overlap=timedelta(seconds=settings.webhook_secret_overlap))
-    app = create_app(store, hooks, views, auth=_auth(settings, keys))
+    stack = AsyncExitStack()
+    dead = await stack.enter_async_context(dead_letters(settings))
+    app = create_app(store, hooks, views, auth=_auth(settings, keys), dead_letters=dead)
 
     async def close(_: web.Application) -> None:
         await store.aclose()
         await keys.aclose()
         for view in views.values():
             await view.aclose()
+        await stack.aclose()
 
     app.on_cleanup.append(close)  # after the cleanup contexts: the republish task stops before the store closes
     pending = republisher(store)

@@ -27,6 +27,7 @@ from core.ports import Adapter, RawSnapshot, Snapshot, Source
 from core.profiles import profile_for
 from core.storms import MassRule
 from notifiers import Channels
+from notifiers.failing import EndpointWatch
 from notifiers.ratelimit import DEFAULT_RATES, Rate, RateLimiter
 from notifiers.worker import DrainResult, OutboxWorker
 from producers import adapter_for, open_source
@@ -36,6 +37,7 @@ from runtime.metrics import Metrics, poll_outcome
 from runtime.settings import Settings
 from runtime.telegram import DATASET, disabler, host_bot, telegram_options
 from runtime.wiring import retry_policy, webhook_guard
+from streams.failing_sqlite import SqliteFailures
 from streams.held_sqlite import HeldEvent
 from streams.processor import Outcome, Processor, deliveries_for
 from streams.sqlite import Database, SqliteOutbox, StateStore
@@ -124,8 +126,9 @@ class Embedded:
                                    mass_rule=MassRule(s.mass_change_share, s.mass_change_minimum),
                                    health_rule=HealthRule(timedelta(seconds=s.stale_after), s.failing_after),
                                    shown=mask_source)
+        watch = EndpointWatch(SqliteFailures(self.db), timedelta(seconds=s.disable_after), disabler(self.subscriptions))
         self.worker = OutboxWorker(self.outbox, self.channels, retry_policy(s), self.clock,
-                                   limiter=RateLimiter(self._rates), subscriptions=self.subscriptions,
+                                   limiter=RateLimiter(self._rates), subscriptions=self.subscriptions, endpoints=watch,
                                    observe=lambda delivery, outcome: self.metrics.delivered(delivery, outcome,
                                                                                             self.clock()))
         for url in s.sources:

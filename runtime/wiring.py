@@ -67,6 +67,9 @@ def webhook_guard(settings: Settings) -> NetGuard:
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
-    """`retry_schedule`, cut to (or padded with its last delay up to) `max_attempts` attempts."""
+    """`retry_schedule`: one attempt per delay; when `max_attempts` is set too, the schedule is cut to it (or padded
+    with its last delay)."""
     schedule, attempts = settings.retry_schedule, settings.max_attempts
+    if "max_attempts" not in settings.model_fields_set:
+        return RetryPolicy.from_schedule(schedule)
     return RetryPolicy.from_schedule((*schedule, *(schedule[-1:] * attempts))[:attempts])

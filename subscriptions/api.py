@@ -10,6 +10,7 @@
     DELETE /v1/subscriptions/{id}                 204 (202: deleted, published later)
     GET    /v1/datasets/{dataset}/near?lat=&lon=&radius=1km&max_rating=2&limit=20
     GET    /v1/datasets/{dataset}/entities/{entity}
+    GET    /v1/deliveries/dead, POST /v1/deliveries/{id}/replay    dead letters (subscriptions/deliveries_api.py)
     GET    /openapi.json                          OpenAPI 3.1, generated from OPERATIONS (subscriptions/openapi.py)
 
 A write that is stored but could not be published to the stream workers yet (PublishError: the broker is
@@ -37,7 +38,8 @@ from aiohttp import web
 from core.codec import area_to_dict, record_to_dict
 from core.errors import PublishError, SubscriptionError
 from core.model import Subscription
-from core.ports import CurrentView, SubscriptionStore
+from core.ports import CurrentView, DeadLetters, SubscriptionStore
+from subscriptions import deliveries_api
 from subscriptions.auth import AUTH, PROBLEM, Auth, Problem, authenticate, caller_of, problems
 from subscriptions.lifecycle import SubscriptionPatch, patched, rotated
 from subscriptions.models import NearQuery, Place, SecretRotated, Status, SubscriptionCreated, SubscriptionOut
@@ -221,7 +223,7 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 _NOT_FOUND, _INVALID = (404,), (400, 404, 415, 422)
-OPERATIONS = (
+_OWN = (
     Operation("GET", "/healthz", healthz, "liveness", None, {200: Answer("alive", Status)}),
     Operation("GET", "/readyz", readyz, "readiness: the stores answer", None, {200: Answer("ready", Status)},
               problems=(503,)),
@@ -250,11 +252,14 @@ OPERATIONS = (
               {200: Answer("the record", Place)}, problems=_NOT_FOUND),
 )
 
+OPERATIONS = (*_OWN, *deliveries_api.OPERATIONS)
+
 
 def create_app(store: SubscriptionStore, hooks: Hooks, views: Mapping[str, CurrentView] | None = None, *,
-               auth: Auth) -> web.Application:
+               auth: Auth, dead_letters: DeadLetters | None = None) -> web.Application:
     app = web.Application(middlewares=[problems, authenticate], client_max_size=256 * 1024)
     app[STORE], app[HOOKS], app[VIEWS], app[AUTH] = store, hooks, dict(views or {}), auth
+    deliveries_api.install(app, store, dead_letters)
     app[DOCUMENT] = document(OPERATIONS)
     for op in OPERATIONS:
         app.router.add_route(op.method, op.path, op.handler)

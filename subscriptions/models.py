@@ -84,3 +84,20 @@ class Place(BaseModel):
     point: dict[str, float] | None
     admin: dict[str, str | None]
     distance_m: float | None = None
+
+
+class DeadLetterOut(BaseModel):
+    """A delivery Vigie gave up on (attempts exhausted, or refused for good): replay it once the endpoint works."""
+
+    id: str = Field(description="the delivery's idempotency key (its webhook-id)")
+    subscription_id: str
+    channel: str
+    change_id: str
+    kind: str
+    attempts: int
+    reason: str
+
+
+class Replayed(BaseModel):
+    id: str
+    status: str = Field(description="queued: it goes out again as a first attempt, now")

@@ -13,6 +13,7 @@ test verify each request with whichever secret it likes.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
@@ -29,13 +30,14 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from core.model import Delivery, Subscription
 from runtime.api import build_app
+from runtime.distributed import DistributedSettings, topic_specs
 from runtime.embedded import Embedded
 from runtime.settings import Settings
 from runtime.wiring import subscription_store
-from streams.bus.kafka import Topics, delivery_message
+from streams.bus.kafka import Topics, delivery_message, ensure_topics
 from streams.sqlite import Commit, SourceState, ts
 from tests import services
-from tests.e2e.test_distributed import Deployment
+from tests.e2e.test_distributed import PARTITIONS, VIGIE, Deployment
 from tests.integration.test_slack_alerts import alert
 
 Client = TestClient[Any, Any]
@@ -120,6 +122,14 @@ class Rig(Protocol):
         """Let `seconds` pass for the runtime's retries (a fake clock, or a real wait on tiny schedules)."""
         ...
 
+    async def settled(self) -> None:
+        """Until the runtime has dealt with everything queued and due (sent, retried, dropped)."""
+        ...
+
+    def env(self) -> dict[str, str]:
+        """The environment a `vigie` command needs to work on this runtime's stores."""
+        ...
+
 
 async def subscribe(rig: Rig, to: str, **fields: Any) -> dict[str, Any]:
     response = await rig.api.post("/v1/subscriptions", json={"to": to, "everywhere": True, **fields})
@@ -173,6 +183,12 @@ class EmbeddedRig:
         self.clock.advance(seconds)
         await self.run()
 
+    async def settled(self) -> None:
+        await self.run()
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "VIGIE_STATE": self.settings.state}
+
 
 @dataclass
 class DistributedRig:
@@ -197,6 +213,14 @@ class DistributedRig:
 
     async def later(self, seconds: float) -> None:
         await asyncio.sleep(seconds)  # the notifier's own clock: schedules in these tests are tenths of seconds
+
+    async def settled(self) -> None:
+        group, topics = f"{self.deployment.app_id}-notifier-webhook", Topics(self.deployment.prefix)
+        await self.deployment.drained([(group, topics.deliveries("webhook")),
+                                       (f"{group}-retry", topics.retry("webhook"))])
+
+    def env(self) -> dict[str, str]:
+        return self.deployment.env()
 
 
 async def api_client(settings: Settings) -> Client:
@@ -230,8 +254,10 @@ async def distributed_rig(deployment: Deployment, options: Options) -> AsyncIter
     deployment.extra_env |= {"VIGIE_RETRY_SCHEDULE": options.schedule,
                              "VIGIE_DISABLE_AFTER": str(options.disable_after),
                              "VIGIE_WEBHOOK_SECRET_OVERLAP": str(options.overlap)}
-    settings = Settings(store=deployment.redis_url, namespace=deployment.namespace, api_token=OPERATOR,
-                        bus="memory://", webhook_secret_overlap=options.overlap, topic_prefix=deployment.prefix)
+    settings = DistributedSettings(store=deployment.redis_url, namespace=deployment.namespace, api_token=OPERATOR,
+                                   bus=f"kafka://{deployment.bootstrap}", webhook_secret_overlap=options.overlap,
+                                   topic_prefix=deployment.prefix, datasets=["alimconfiance"], partitions=PARTITIONS)
+    await ensure_topics(deployment.bootstrap, topic_specs(settings))
     await deployment.start("notifier", "notifier", "--channel", "webhook")
     api = await api_client(settings)
     try:
@@ -256,3 +282,12 @@ async def rig_for(kind: str, tmp_path: Path, options: Options) -> AsyncIterator[
 
 
 RUNTIMES = ["embedded", pytest.param("distributed", marks=[pytest.mark.kafka, pytest.mark.redis])]
+
+
+async def vigie(rig: Rig, *args: str) -> str:
+    """Run `vigie *args` on the rig's stores; its standard output (exit status 0 expected)."""
+    proc = await asyncio.create_subprocess_exec(str(VIGIE), *args, env=rig.env(), stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
