@@ -78,7 +78,9 @@ def public(subscription: Subscription, mask: Callable[[str], str]) -> dict[str, 
         id=subscription.id, destination=mask(subscription.destination), area=area_to_dict(subscription.area),
         lang=subscription.lang, label=subscription.label, kinds=sorted(subscription.filter.kinds),
         datasets=sorted(subscription.filter.datasets), rating_at_least=subscription.filter.min_rating,
-        paused=subscription.paused, disabled_reason=subscription.disabled_reason).model_dump()
+        paused=subscription.paused, disabled_reason=subscription.disabled_reason,
+        digest=subscription.digest_hours or None, quiet=subscription.quiet_hours,
+        timezone=subscription.timezone).model_dump()
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:

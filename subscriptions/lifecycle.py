@@ -1,7 +1,8 @@
 """Changing a subscription after it was made: PATCH /v1/subscriptions/{id}, and rotating its webhook secret.
 
 A patch names only what changes. Any area field replaces the whole area (one area per subscription, as at
-creation); `kinds`, `datasets`, `rating_at_least`, `lang`, `label` replace theirs; `paused` pauses or resumes
+creation); `kinds`, `datasets`, `rating_at_least`, `lang`, `label`, `digest` (0: none), `quiet` (empty: none)
+and `timezone` replace theirs; `paused` pauses or resumes
 (resuming also clears a `disabled_reason`: the owner says the endpoint works again). The destination and the
 secret do not change here. The result is validated exactly as a new subscription is (SubscriptionIn), so every
 invalid field is a 422 naming its path.
@@ -43,6 +44,9 @@ class SubscriptionPatch(BaseModel):
     lang: str | None = None
     label: str | None = None
     paused: bool | None = None
+    digest: int | str | None = Field(default=None, description="hours between digests: 6h; 0: each alert at once")
+    quiet: str | None = Field(default=None, description="quiet hours such as 22:00-07:00; empty: none")
+    timezone: str | None = None
 
 
 def area_input(area: Area) -> dict[str, Any]:
@@ -66,7 +70,8 @@ def as_input(subscription: Subscription) -> dict[str, Any]:
     return {"to": subscription.destination, **area_input(subscription.area), "kinds": sorted(f.kinds),
             "datasets": sorted(f.datasets), "rating_at_least": f.min_rating, "lang": subscription.lang,
             "label": subscription.label, "rating_at_most": f.max_rating, "activities": sorted(f.activities),
-            "where": None if f.where is None else to_json(f.where)}
+            "where": None if f.where is None else to_json(f.where), "digest": subscription.digest_hours or None,
+            "quiet": subscription.quiet_hours, "timezone": subscription.timezone}
 
 
 def patched(current: Subscription, body: dict[str, Any]) -> Subscription:
@@ -80,6 +85,7 @@ def patched(current: Subscription, body: dict[str, Any]) -> Subscription:
     updated = spec.to_subscription(current.id)
     resumed = patch.paused is False
     return replace(current, area=updated.area, filter=updated.filter, lang=updated.lang, label=updated.label,
+                   digest_hours=updated.digest_hours, quiet_hours=updated.quiet_hours, timezone=updated.timezone,
                    paused=current.paused if patch.paused is None else patch.paused,
                    disabled_reason=None if resumed else current.disabled_reason)
 

@@ -25,6 +25,9 @@ class SubscriptionOut(BaseModel):
     rating_at_least: int | None
     paused: bool
     disabled_reason: str | None = Field(description="why Vigie stopped delivering (the endpoint refused for good)")
+    digest: int | None = Field(description="hours between digests (none: each alert at once); urgent ones go at once")
+    quiet: str = Field(description="quiet hours such as 22:00-07:00 (empty: none); urgent alerts go anyway")
+    timezone: str = Field(description="of the digest times and quiet hours (IANA name)")
 
 
 class SubscriptionCreated(SubscriptionOut):

@@ -84,3 +84,19 @@ async def test_invalid_patches_name_the_field(client: Client, body: dict[str, An
 
 async def test_another_tenants_subscription_cannot_be_patched(client: Client) -> None:
     assert (await client.patch("/v1/subscriptions/sub_nope", json={"paused": True})).status == 404
+
+
+async def test_digest_quiet_hours_and_timezone_are_shown_and_patched(client: Client) -> None:
+    response = await client.post("/v1/subscriptions", json={
+        "to": "console://", "departement": "69", "digest": "6h", "quiet": "22:00-07:00"})
+    assert response.status == 201, await response.text()
+    sub = await response.json()
+    assert (sub["digest"], sub["quiet"], sub["timezone"]) == (6, "22:00-07:00", "Europe/Paris")
+    changed = await patch(client, sub["id"], {"digest": 0, "timezone": "America/Montreal"})
+    assert (changed["digest"], changed["quiet"], changed["timezone"]) == (None, "22:00-07:00", "America/Montreal")
+    assert (await patch(client, sub["id"], {"quiet": ""}))["quiet"] == ""
+    assert (await (await client.get(f"/v1/subscriptions/{sub['id']}")).json())["digest"] is None
+    for body, field in (({"digest": "7x"}, "digest"), ({"quiet": "25:00-07:00"}, "quiet"),
+                        ({"timezone": "Mars/Olympus"}, "timezone")):
+        problem = await patch(client, sub["id"], body, status=422)
+        assert problem["errors"][0]["field"] == field
