@@ -42,6 +42,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -87,11 +88,18 @@ class Inputs:
 LABELS = ("Très satisfaisant", "Satisfaisant", "A améliorer", "A corriger de manière urgente")
 
 
+def national(rows: list[dict[str, Any]], events: int) -> list[dict[str, Any]]:
+    """`events` rows: the real ones, then copies of them as other inspections (a numbered suffix on the inspection
+    number), to measure a national-size snapshot (~72k) with the 15,463 real rows."""
+    return [row if i < len(rows) else {**row, "numero_inspection": f"{row['numero_inspection']}-c{i // len(rows)}"}
+            for i, row in ((i, rows[i % len(rows)]) for i in range(events))]
+
+
 def snapshots(events: int, every: int) -> tuple[Snapshot, list[Snapshot]]:
     """The baseline; two rounds regrading every record (one downgrade/upgrade alert per record: a grade is never
     held by the mass-change guard); then a weekly republication of round B where one record in `every` was
     regraded."""
-    rows = load_rows()[:events]
+    rows = national(load_rows(), events)
     adapter = AlimConfianceAdapter()
 
     def graded(shifts: list[int], tag: str) -> Snapshot:
@@ -448,7 +456,8 @@ async def paced(snapshot: Snapshot, receiver: LeanReceiver, cluster: Cluster, ar
 
 def options() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=10_000, help="records edited per round (max 15,463)")
+    parser.add_argument("--events", type=int, default=10_000,
+                        help="records edited per round (beyond the 15,463 real ones, copies of them)")
     parser.add_argument("--rate", type=float, default=1000.0, help="paced round: records published per second")
     parser.add_argument("--every", type=int, default=10, help="republication: one record in EVERY regraded")
     parser.add_argument("--workers", type=int, default=1, help="stream worker processes")
