@@ -124,4 +124,7 @@ async def test_a_broken_file_removes_nothing_and_a_fixed_one_flows_on(tmp_path: 
     await receiver.close()
     assert summary["changes"] == {"created": 1, "updated": 0, "removed": 0}
     assert summary["quarantined"] == 1
-    assert [e.event["subject"].split("|")[0] for e in receiver.received] == ["99999999"]
+    records = [e.event["subject"].split("|")[0] for e in receiver.received if e.event["data"]["op"] != "notice"]
+    assert records == ["99999999"]
+    notices = [e.event["type"].rpartition(".")[2] for e in receiver.received if e.event["data"]["op"] == "notice"]
+    assert notices == ["source_failing", "source_recovered"], "four broken polls in a row: one incident, told twice"
