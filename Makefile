@@ -43,6 +43,7 @@ services-down:
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python bench/diff.py
+	$(BIN)/python bench/match.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -24,6 +24,7 @@ core/where.py.
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 import unicodedata
@@ -98,6 +99,7 @@ Predicate = Eq | In | Range | Contains | Exists | And | Or | Not
 
 # -- evaluation ----------------------------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=65536)
 def fold(text: str) -> str:
     """Case, accents and runs of spaces do not count: `  Très  Satisfaisant` → `tres satisfaisant`."""
     decomposed = unicodedata.normalize("NFKD", text)

@@ -163,9 +163,10 @@ class SubscriptionIndex:
         admin_which, admin_rows = self._admin_pairs(located)
         which = np.concatenate((located.change[side], admin_which))
         rows = np.concatenate((rows, admin_rows))
-        span = len(self._subs) + 1
-        pair = np.unique(which * span + rows)
-        which, rows = pair // span, (pair % span).astype(np.int32)
+        if np.any(np.diff(located.change) == 0):  # a moved record has two sides: the same row may match both
+            span = len(self._subs) + 1
+            pair = np.unique(which * span + rows)
+            which, rows = pair // span, (pair % span).astype(np.int32)
         keep = self._thematic(changes, which, rows)
         which, rows = self._slow_filters(changes, which[keep], rows[keep])
         if not wide:
