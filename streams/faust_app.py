@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import time
@@ -49,7 +50,7 @@ from faust.types import TP
 
 from core.codec import CHANGE, RECORD, RECORD_REMOVED, SNAPSHOT_END, change_from_dict, decode, read
 from core.errors import EnvelopeError
-from core.model import Delivery
+from core.model import Change, Delivery, Subscription
 from core.profiles import profile_for
 from core.storms import candidate
 from streams.bus.kafka import (
@@ -414,18 +415,35 @@ class Streams:
         raise EnvelopeError(f"expected type {RECORD!r}, {RECORD_REMOVED!r} or {SNAPSHOT_END!r}, got {envelope.type!r}")
 
     async def match_batch(self, events: Sequence[Any], generation: int | None = None) -> None:
+        """The batch's changes matched in one call (the index's fixed cost is per call, not per change)."""
         out: list[Outgoing] = []
+        read_: list[tuple[Any, Change]] = []
         for event in events:
-            out += self._guarded(event.message, self._match_one)
+            out += self._guarded(event.message, lambda m: self._read_change(m, read_))
+        try:
+            matched = self.feed.index.match_many([change for _, change in read_])
+        except Exception:  # one change the index cannot take must not stop the partition: find it alone
+            log.exception("matching a batch of %d change(s) failed; matching them one by one", len(read_))
+            matched = None
+        for i, (message, change) in enumerate(read_):
+            if matched is None:
+                out += self._guarded(message, functools.partial(self._match_alone, change))
+            else:
+                out += self._deliveries(change, matched[i])
         await self.bus.send_all(out)
         self.processed += len(events)
 
-    def _match_one(self, message: Any) -> list[Outgoing]:
-        if is_held(message):
-            return []  # held by the mass-change gate: on `changes` for the view, not for subscribers
-        change = read(decode(message.value), CHANGE, change_from_dict)
-        deliveries = [Delivery.of(change, s) for s in self.feed.index.match(change)]
-        return [delivery_message(self.bus.topics, d) for d in deliveries]
+    def _match_alone(self, change: Change, _message: Any) -> list[Outgoing]:
+        return self._deliveries(change, self.feed.index.match(change))
+
+    def _deliveries(self, change: Change, subscriptions: Sequence[Subscription]) -> list[Outgoing]:
+        return [delivery_message(self.bus.topics, Delivery.of(change, s)) for s in subscriptions]
+
+    @staticmethod
+    def _read_change(message: Any, into: list[tuple[Any, Change]]) -> list[Outgoing]:
+        if not is_held(message):  # a held change is on `changes` for the view, not for subscribers
+            into.append((message, read(decode(message.value), CHANGE, change_from_dict)))
+        return []
 
     def _guarded(self, message: Any, handle: Callable[[Any], list[Outgoing]]) -> list[Outgoing]:
         """`handle(message)`, or the message's dead letter when it cannot be read or processed."""
