@@ -5,10 +5,11 @@ a plain consumer outside any group: all partitions assigned, read from the begin
 positions reach the end offsets seen at start, i.e. the index holds everything published before the worker
 came up; matching waits for it. Then the feed keeps tailing: a put replaces, a tombstone (null value) deletes.
 
-A message that is not a subscription envelope is dead-lettered to `dlq.subscriptions` (by every worker that
-reads it: the topic is read in full by each) and skipped. If the feed fails (broker trouble), `run()` raises and
-is run again: it rebuilds a fresh index from the beginning and swaps it in once caught up, serving the old one
-meanwhile.
+A message that is not a subscription envelope, or that the index cannot take, is dead-lettered to
+`dlq.subscriptions` (by every worker that reads it: the topic is read in full by each) and skipped: a feed that
+failed on it would read the topic again from the beginning, fail again, and never get ready. If the feed fails
+(broker trouble), `run()` raises and is run again: it rebuilds a fresh index from the beginning and swaps it in
+once caught up, serving the old one meanwhile.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class SubscriptionFeed:
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             end = await consumer.end_offsets(partitions)
-            fresh = SubscriptionIndex()
+            fresh = type(self.index)()  # of the kind it was given
             while True:
                 if fresh is not self.index and await self._caught_up(consumer, end):
                     self.index = fresh
@@ -74,6 +75,9 @@ class SubscriptionFeed:
                 apply(index, record.key, record.value)
             except EnvelopeError as exc:
                 dead.append(self.bus.dead_letter(record, str(exc)))
+            except Exception as exc:  # one subscription the index cannot take must not stop every match, forever
+                log.exception("cannot index %s[%d]@%d", record.topic, record.partition, record.offset)
+                dead.append(self.bus.dead_letter(record, f"indexing failed: {type(exc).__name__}: {exc}"))
         if dead:
             await self.bus.send_all(dead)
 
