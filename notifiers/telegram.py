@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from core import render
+from core import render, slack_blocks
 from core.errors import DeliveryError, SubscriptionError
-from core.model import Change, Op
+from core.model import Change, Delivery, Op
 from core.ports import Channel
 from notifiers.base import MASK, Options, Plugin, split_scheme
 
@@ -32,6 +33,7 @@ _CHAT_ID = re.compile(r"-?\d{1,20}")
 _CHANNEL = re.compile(r"@[A-Za-z][A-Za-z0-9_]{4,31}")
 _BOT_TOKEN = re.compile(r"\d{3,15}:[A-Za-z0-9_\-]{30,}")
 RATING_DOTS = {1: "🟢", 2: "🟡", 3: "🟠", 4: "🔴"}
+_MERGED = {"fr": "{n} alertes Vigie", "en": "{n} Vigie alerts"}
 _WORDS = {
     "fr": {"result": "Résultat", "inspected": "Contrôle du", "changed": "Modifié", "record": "Fiche officielle",
            "away": "à {d} du point suivi"},
@@ -117,6 +119,34 @@ def alert_html(change: Change, lang: str = "fr", *, link: str | None = None, awa
     if link:
         lines.append(f'<a href="{html.escape(link, quote=True)}">{words["record"]}</a>')
     return "\n".join(lines)
+
+
+MAX_MERGED = 10  # alerts per merged message: well under Telegram's 4,096 characters
+
+
+def digest_html(deliveries: Sequence[Delivery]) -> str:
+    """Several alerts to one chat as one HTML message, grouped by area as Slack's (`slack_blocks.area_name`):
+    a heading, then per area one line per alert (name linked to its official record, what changed, distance)."""
+    lang = _lang(deliveries[0].subscription.lang)
+    groups: dict[str, list[Delivery]] = {}
+    for delivery in deliveries:
+        groups.setdefault(slack_blocks.area_name(delivery), []).append(delivery)
+    lines = [f"<b>{html.escape(_MERGED[lang].format(n=len(deliveries)))}</b>"]
+    for name, group in groups.items():
+        lines += ["", f"<b>{html.escape(name)}</b>", *(_digest_line(d, lang) for d in group)]
+    return "\n".join(lines)
+
+
+def _digest_line(delivery: Delivery, lang: str) -> str:
+    change = delivery.change
+    if change.op is Op.NOTICE:
+        return f"• {html.escape(render.notice_text(change, lang))}"
+    record, url = change.current, slack_blocks.official_url(change.current)
+    name = html.escape(render.title(record))
+    named = f'<a href="{html.escape(url, quote=True)}">{name}</a>' if url else f"<b>{name}</b>"
+    far = slack_blocks.distance_m(delivery)
+    where = f" · {distance_text(far)}" if far is not None else ""
+    return f"• {named} — {html.escape(slack_blocks.what_changed(change, lang))}{where}"
 
 
 def build(options: Options) -> Channel:

@@ -18,7 +18,7 @@ import datetime as dt
 import logging
 import os
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from telegram import Bot, LinkPreviewOptions
 from telegram.constants import ParseMode
@@ -30,7 +30,7 @@ from core import slack_blocks
 from core.errors import DeliveryError
 from core.model import Delivery
 from notifiers.base import DEFAULT_TIMEOUT, scrub, target_of
-from notifiers.telegram import BLOCKED, DEFAULT_BASE_URL, TelegramTarget, alert_html
+from notifiers.telegram import BLOCKED, DEFAULT_BASE_URL, MAX_MERGED, TelegramTarget, alert_html, digest_html
 
 log = logging.getLogger(__name__)
 # python-telegram-bot 22 warns on every flood-control error unless durations are opted in to timedelta (its next
@@ -75,6 +75,7 @@ class TelegramChannel:
     """Sends with `Bot.send_message`; one Bot (and one HTTP connection pool) per bot token."""
 
     scheme = "tg"
+    merge_limit = MAX_MERGED  # a chat's burst (or digest) goes out merged: Telegram allows ~1 message/s per chat
 
     def __init__(self, *, token: str | None = None, base_url: str = DEFAULT_BASE_URL,
                  timeout: float = DEFAULT_TIMEOUT, on_refused: Refused | None = None) -> None:
@@ -93,14 +94,24 @@ class TelegramChannel:
         return self._bots[token][0]
 
     async def send(self, delivery: Delivery) -> None:
+        record = delivery.change.current
+        text = alert_html(delivery.change, delivery.subscription.lang, link=slack_blocks.official_url(record),
+                          away_m=slack_blocks.distance_m(delivery))
+        await self._send_text(delivery, text)
+
+    async def send_merged(self, deliveries: Sequence[Delivery]) -> None:
+        """Alerts to one chat as one message, grouped by area; it succeeds or fails for all of them."""
+        if len(deliveries) == 1:
+            await self.send(deliveries[0])
+            return
+        await self._send_text(deliveries[0], digest_html(deliveries))
+
+    async def _send_text(self, delivery: Delivery, text: str) -> None:
         target = target_of(delivery, TelegramTarget.parse)
         token = target.token or self._token
         if not token:
             raise DeliveryError("no Telegram bot token: set TELEGRAM_BOT_TOKEN or use tg://TOKEN@CHAT_ID",
                                 retriable=False)
-        record = delivery.change.current
-        text = alert_html(delivery.change, delivery.subscription.lang, link=slack_blocks.official_url(record),
-                          away_m=slack_blocks.distance_m(delivery))
         try:
             async with asyncio.timeout(self._timeout):
                 await self._bot(token).send_message(
