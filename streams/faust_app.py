@@ -24,28 +24,25 @@ before the new owner reads the changelog's end), and a batch still running after
 writing any state. After an assignment, the agents wait until faust has restored the tables from their changelogs:
 a memory store replays its own writes since its last recovery, so the state is only whole once recovery ends.
 
-Table writes are staged per batch and applied with their own event made current (`_as_current`: stores that
-shard by partition read it from there). The worker writes the changelogs itself, with its producer and faust's
-serialization, and waits for every acknowledgement before the batch counts as processed (`Staged.commit`), so
-offsets never get committed ahead of the state they produced.
+Table writes are staged per batch (streams/faust_tables.py) and applied with their own event made current
+(stores that shard by partition read it from there). The worker writes the changelogs itself, with its producer
+and faust's serialization, and waits for every acknowledgement before the batch counts as processed
+(`Staged.commit`), so offsets never get committed ahead of the state they produced.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import itertools
 import logging
 import time
-import weakref
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 import faust
-from faust.streams import _current_event
 from faust.types import TP
 
 from core.codec import CHANGE, RECORD, RECORD_REMOVED, SNAPSHOT_END, change_from_dict, decode, read
@@ -63,6 +60,7 @@ from streams.bus.kafka import (
     ensure_topics,
     start_offsets,
 )
+from streams.faust_tables import Staged
 from streams.faust_transport import App
 from streams.kafka_diff import PartitionDiff, RecordMessage, Removal, SnapshotEnd
 from streams.kafka_gate import candidate_message, end_message, is_held
@@ -73,7 +71,6 @@ log = logging.getLogger(__name__)
 
 STALL_S = 10.0
 READY_POLL_S = 0.05
-_DELETED = object()
 
 
 class Rebalanced(Exception):
@@ -95,88 +92,6 @@ class StreamsConfig:
     commit_interval: float = 1.0
     standby_replicas: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-@contextlib.contextmanager
-def _as_current(event: Any) -> Iterator[None]:
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
-
-
-class Staged:
-    """KV over a faust Table whose writes wait in memory until `commit()`, each remembering its event."""
-
-    def __init__(self, table: Any) -> None:
-        self.table = table
-        self.event: Any = None
-        self._writes: dict[str, tuple[Any, Any]] = {}
-
-    def get(self, key: str) -> Any:
-        if key in self._writes:
-            value = self._writes[key][1]
-            return None if value is _DELETED else value
-        # the store itself (Table.get adds a sensor call, and a KeyError per miss), read with the event's own
-        # partition made current: a store sharded by partition (rocksdb) then reads that partition's db only,
-        # rather than the first db that has the key (standby and revoked partitions' dbs included)
-        if self.event is None:
-            return self.table.data.get(key)
-        with _as_current(self.event):
-            return self.table.data.get(key)
-
-    def put(self, key: str, value: Any) -> None:
-        self._writes[key] = (self.event, value)
-
-    def delete(self, key: str) -> None:
-        self._writes[key] = (self.event, _DELETED)
-
-    def scan(self, prefix: str) -> Iterator[tuple[str, Any]]:
-        seen = set()
-        for key in list(self.table.keys()):
-            if key.startswith(prefix):
-                seen.add(key)
-                current = self.get(key)
-                if current is not None:
-                    yield key, current
-        for key, (_, value) in list(self._writes.items()):
-            if key.startswith(prefix) and key not in seen and value is not _DELETED:
-                yield key, value
-
-    def commit(self) -> list[Outgoing]:
-        """Apply the staged writes to the table's store; their changelog messages, each to the partition of the
-        event that made it, serialized by the changelog topic as faust's own writes are (a delete: a tombstone).
-
-        This is what `table[key] = value` does (faust's Table.on_key_set) minus the sensors, without faust's
-        producer buffer: the worker sends these with its own producer and waits for every acknowledgement before
-        the batch counts as processed (see Streams.diff_batch); faust's buffer flushes in bursts that held the
-        agents back, and its flush before an offset commit may give up early under load.
-        """
-        writes, self._writes = self._writes, {}
-        topic = self.table.changelog_topic
-        name, out = topic.get_topic_name(), []
-        for key, (event, value) in writes.items():
-            partition = event.message.partition
-            raw_key, _ = topic.prepare_key(key, self.table.key_serializer)
-            with _as_current(event):  # stores that shard by partition (rocksdb) read it from the current event
-                if value is _DELETED:
-                    self.table.data.pop(key, None)
-                    out.append(Outgoing(name, None, key=raw_key, partition=partition))
-                else:
-                    self.table.data[key] = value
-                    raw_value, _ = topic.prepare_value(value, self.table.value_serializer)
-                    out.append(Outgoing(name, raw_value, key=raw_key, partition=partition))
-        return out
-
-    def persisted(self, sent: Sequence[Outgoing], metadata: Sequence[Any]) -> None:
-        """Tell the store the changelog offsets its writes reached (rocksdb keeps them to replay less at start)."""
-        last: dict[int, int] = {}
-        for message, meta in zip(sent, metadata, strict=True):
-            if message.topic == self.table.changelog_topic_name and message.partition is not None:
-                last[message.partition] = max(last.get(message.partition, -1), meta.offset)
-        for partition, offset in last.items():
-            self.table.data.set_persisted_offset(TP(self.table.changelog_topic_name, partition), offset)
 
 
 class Streams:
