@@ -15,12 +15,13 @@ import hashlib
 import logging
 from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
-
-from redis.asyncio import Redis
+from typing import TYPE_CHECKING, Protocol
 
 from notifiers import mask
 from notifiers.base import Refused
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,9 @@ class RedisFailures:
     """Failures in Redis, shared by every notifier replica of a channel."""
 
     def __init__(self, url: str, *, namespace: str = "vigie", channel: str) -> None:
-        self._redis = Redis.from_url(url)
+        from redis.asyncio import Redis  # noqa: PLC0415 - the redis extra: the embedded runtime runs without it
+
+        self._redis: Redis = Redis.from_url(url)
         self._key = f"{namespace}:failing:{channel}"
 
     async def failed(self, destination: str, at: float) -> float:
