@@ -78,8 +78,14 @@ async def test_quiet_hours_hold_alerts_in_redis_until_morning(rig: Rig, slack: F
 
         clock.now = paris("03-03 07:00")
         await until(lambda: _all_done(redis, marks), "the held alerts are sent in the morning", deadline_s=30)
-        assert len(slack.messages) == 2, "the night's alerts in one message"
-        assert slack.messages[1].blocks[0]["text"]["text"] == "3 alertes Vigie"
+        # released together to the retry topic, they are merged as the notifier fetches them: one message when
+        # one fetch holds all three (the usual case), two when a loaded machine splits the fetch
+        morning = slack.messages[1:]
+        assert 1 <= len(morning) <= 2, "the night's alerts merged"
+        told = " ".join(str(m.blocks) for m in morning)
+        assert all(f"Bistro {n:02d}" in told for n in (0, 1, 3))
+        if len(morning) == 1:
+            assert morning[0].blocks[0]["text"]["text"] == "3 alertes Vigie"
         assert await held.count() == 0
     finally:
         stop.set()
