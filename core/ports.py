@@ -172,3 +172,19 @@ class DeadLetters(Protocol):
     async def replay(self, key: str) -> bool:
         """Queue the dead letter `key` again, as a first attempt, due now; False when there is none."""
         ...
+
+
+class ChangeLog(Protocol):
+    """The stored change log the catch-up feed and previews read (SQLite `changes` table, or a Redis stream).
+
+    A position is the log's own, opaque to callers (a rowid, a stream id); entries come oldest first."""
+
+    async def after(self, position: str | None, limit: int) -> list[tuple[str, Change]]:
+        """Up to `limit` entries after `position` (None: from the oldest kept)."""
+        ...
+
+    async def since(self, moment: datetime, limit: int) -> list[Change]:
+        """Up to `limit` changes logged at or after `moment`, oldest first."""
+        ...
+
+    async def aclose(self) -> None: ...

@@ -24,7 +24,7 @@ from notifiers import mask, new_secret, vet_destination
 from runtime.deliveries import dead_letters
 from runtime.republish import republisher, republishing
 from runtime.settings import Settings
-from runtime.wiring import current_views, key_store, subscription_store, webhook_guard
+from runtime.wiring import change_log, current_views, key_store, subscription_store, webhook_guard
 from subscriptions.api import Auth, Hooks, create_app
 from subscriptions.keys import KeyStore
 
@@ -61,11 +61,13 @@ async def build_app(settings: Settings) -> web.Application:
                   mask=mask, ready=ready, rotation_overlap=timedelta(seconds=settings.webhook_secret_overlap))
     stack = AsyncExitStack()
     dead = await stack.enter_async_context(dead_letters(settings))
-    app = create_app(store, hooks, views, auth=_auth(settings, keys), dead_letters=dead)
+    changes = change_log(settings)
+    app = create_app(store, hooks, views, auth=_auth(settings, keys), dead_letters=dead, change_log=changes)
 
     async def close(_: web.Application) -> None:
         await store.aclose()
         await keys.aclose()
+        await changes.aclose()
         for view in views.values():
             await view.aclose()
         await stack.aclose()

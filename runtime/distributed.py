@@ -59,6 +59,7 @@ from runtime.settings import Settings
 from runtime.telegram import disabler, run_bot, telegram_options
 from runtime.wiring import retry_policy, subscription_store, webhook_guard
 from streams.bus.kafka import COMPACTED, KafkaBus, Topics, TopicSpec, bootstrap_of, ensure_topics
+from streams.changelog_redis import RedisChangeLog
 from streams.faust_app import Streams, StreamsConfig
 from streams.held_redis import RedisHeldEvents
 from streams.kafka_gate import Gate
@@ -229,8 +230,9 @@ async def run_streams(s: DistributedSettings) -> None:
     bus = KafkaBus(s.bootstrap, topics=s.topics, client_id=f"{s.app_id}-streams")
     views = {d: RedisCurrentView(s.redis_url, dataset=d, namespace=s.namespace) for d in datasets}
     problems = Problems(s.problems("streams"))
+    change_log = RedisChangeLog(s.redis_url, namespace=s.namespace, retention=timedelta(seconds=s.feed_retention))
     updater = ViewUpdater(s.bootstrap, s.topics.changes, f"{s.app_id}-view", views,
-                          report=problems.reporter("view"))
+                          report=problems.reporter("view"), log=change_log)
     subscriptions = RedisSubscriptionStore(s.redis_url, namespace=s.namespace)
     streams = Streams(conf, bus, heartbeat=s.heartbeat("streams"))
     held = RedisHeldEvents(s.redis_url, namespace=s.namespace)
@@ -252,6 +254,7 @@ async def run_streams(s: DistributedSettings) -> None:
                 await task
         await subscriptions.aclose()
         await held.aclose()
+        await change_log.aclose()
         for view in views.values():
             await view.aclose()
 

@@ -135,6 +135,8 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = None
     api_rate: float = Field(default=10.0, gt=0)  # requests per second per API key (burst: api_burst)
     api_burst: float = Field(default=50.0, ge=1)
+    # the distributed change log (Redis stream read by GET /v1/changes and previews) keeps this many seconds
+    feed_retention: float = Field(default=30 * 86_400.0, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
     log_format: Literal["console", "json"] = "console"
     # Prometheus /metrics and /healthz (runtime/metrics.py): off unless a port is set (0: any free port); roles
@@ -142,7 +144,7 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
 
-    @field_validator("stale_after", mode="before")
+    @field_validator("stale_after", "feed_retention", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value).total_seconds()

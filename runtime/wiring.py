@@ -6,11 +6,14 @@ runtime runs without the `redis` and `kafka` extras installed.
 
 from __future__ import annotations
 
-from core.ports import CurrentView, SubscriptionStore
+from datetime import timedelta
+
+from core.ports import ChangeLog, CurrentView, SubscriptionStore
 from core.profiles import PROFILES
 from notifiers.ssrf import NetGuard, NetPolicy
 from notifiers.worker import RetryPolicy
 from runtime.settings import Settings
+from streams.changelog_sqlite import SqliteChangeLog
 from streams.view_sqlite import SqliteCurrentView
 from subscriptions.keys import KeyStore, SqliteKeyStore
 from subscriptions.sqlite import SqliteSubscriptionStore
@@ -58,6 +61,17 @@ async def current_views(settings: Settings) -> dict[str, CurrentView]:
 
         return {name: RedisCurrentView(url, dataset=name, namespace=settings.namespace) for name in PROFILES}
     return {name: await SqliteCurrentView.connect(settings.state, dataset=name) for name in PROFILES}
+
+
+def change_log(settings: Settings) -> ChangeLog:
+    """The stored change log of the catch-up feed and previews: the state file's `changes` table, or the Redis
+    stream the stream workers' view updater appends to."""
+    url = settings.subscription_store
+    if not url.startswith(REDIS):
+        return SqliteChangeLog(settings.state)
+    from streams.changelog_redis import RedisChangeLog  # noqa: PLC0415 - optional extra
+
+    return RedisChangeLog(url, namespace=settings.namespace, retention=timedelta(seconds=settings.feed_retention))
 
 
 def webhook_guard(settings: Settings) -> NetGuard:

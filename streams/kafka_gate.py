@@ -34,15 +34,14 @@ from core.errors import EnvelopeError
 from core.model import Change, Delivery, Subscription
 from core.profiles import Profile, profile_for
 from core.storms import MassRule, Split, notice, split
-from streams.bus.kafka import KafkaBus, Outgoing, change_message, cloudevent, delivery_message, header
+from streams.bus.kafka import KafkaBus, Outgoing, change_message, cloudevent, delivery_message
 from streams.held_redis import RedisHeldEvents
-from streams.kafka_view import Report, backoff
+from streams.kafka_view import HELD_HEADER, Report, backoff, is_held
 
 log = logging.getLogger(__name__)
 
 CANDIDATE = "org.vigie.gate.candidate"
 PARTITION_END = "org.vigie.gate.end"
-HELD_HEADER = "vigie-held"
 ENVELOPE_SOURCE = "/vigie/streams/gate"
 Match = Callable[[Change], Iterable[Subscription]]
 
@@ -58,13 +57,6 @@ def end_message(topic: str, *, source: str, snapshot: str, partition: int, parti
     data = {"source": source, "snapshot": snapshot, "partition": partition, "partitions": partitions, "rows": rows}
     envelope = Envelope(f"{snapshot}-{partition}", PARTITION_END, ENVELOPE_SOURCE, source, at, data)
     return cloudevent(topic, envelope, key=source.encode(), partition=0)
-
-
-def is_held(message: Any) -> bool:
-    """Whether a consumed `changes` message is a held change (the match agent skips it)."""
-    headers = getattr(message, "headers", None) or ()
-    pairs = list(headers.items()) if isinstance(headers, dict) else list(headers)
-    return header(pairs, HELD_HEADER) is not None
 
 
 @dataclass

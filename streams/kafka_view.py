@@ -2,8 +2,9 @@
 
 One consumer group (`<app id>-view`) reads `changes`, folds each batch into the view of its dataset
 (`CurrentView.apply`: newer-wins upserts and removals, so a batch replayed after a crash changes
-nothing), then commits the offsets. A message that cannot be read is skipped here: the match agent,
-which reads the same topic, dead-letters it with the reason.
+nothing), appends the batch's published changes (not the held ones) to the change log of the catch-up feed
+(streams/changelog_redis.py) when it has one, then commits the offsets. A message that cannot be read is
+skipped here: the match agent, which reads the same topic, dead-letters it with the reason.
 
 Redis or the broker going away does not stop it: it backs off (0.5 s doubling to 30 s) and resumes from the
 committed offsets, reporting the problem meanwhile (the streams role's healthcheck fails while it lasts).
@@ -15,7 +16,8 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import CommitFailedError, IllegalStateError
@@ -24,10 +26,23 @@ from core.codec import CHANGE, change_from_dict, decode, read
 from core.errors import EnvelopeError
 from core.model import Change
 from core.ports import CurrentView
+from streams.bus.kafka import header
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 30.0
+HELD_HEADER = "vigie-held"  # a change of a held mass rewrite (streams/kafka_gate.py): for the view, nobody else
+
+
+class ChangeAppender(Protocol):
+    async def append(self, changes: Sequence[Change]) -> None: ...
+
+
+def is_held(message: Any) -> bool:
+    """Whether a consumed `changes` message is a held change (the match agent skips it)."""
+    headers = getattr(message, "headers", None) or ()
+    pairs = list(headers.items()) if isinstance(headers, dict) else list(headers)
+    return header(pairs, HELD_HEADER) is not None
 
 
 def readable_changes(values: list[bytes | None]) -> list[Change]:
@@ -71,8 +86,9 @@ class ViewUpdater:
     again. `report` hears the problem while it lasts (a string) and None once a batch goes through again."""
 
     def __init__(self, bootstrap: str, topic: str, group: str, views: Mapping[str, CurrentView], *,
-                 batch: int = 500, report: Report = _ignore) -> None:
+                 batch: int = 500, report: Report = _ignore, log: ChangeAppender | None = None) -> None:
         self._views = views
+        self._log = log
         self._batch = batch
         self._report = report
         self._consumer_args = {"bootstrap_servers": bootstrap, "group_id": group, "client_id": group}
@@ -115,9 +131,12 @@ class ViewUpdater:
     async def _loop(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
         while not stop.is_set():
             found = await consumer.getmany(timeout_ms=500, max_records=self._batch)
-            values = [m.value for messages in found.values() for m in messages]
+            messages = [m for batch in found.values() for m in batch]
+            values = [m.value for m in messages]
             if values:
                 applied = await fold(self._views, readable_changes(values))
+                if self._log is not None:
+                    await self._log.append(readable_changes([m.value for m in messages if not is_held(m)]))
                 await _commit(consumer)
                 log.debug("view updated: %d of %d changes applied", applied, len(values))
                 async with self._progress:

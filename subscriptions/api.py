@@ -11,6 +11,8 @@
     GET    /v1/datasets/{dataset}/near?lat=&lon=&radius=1km&max_rating=2&limit=20
     GET    /v1/datasets/{dataset}/entities/{entity}
     GET    /v1/deliveries/dead, POST /v1/deliveries/{id}/replay    dead letters (subscriptions/deliveries_api.py)
+    GET    /v1/changes?cursor=&limit=             the catch-up feed (subscriptions/feed.py)
+    POST   /v1/subscriptions/preview?days=7       alerts a subscription would have had (subscriptions/feed.py)
     GET    /openapi.json                          OpenAPI 3.1, generated from OPERATIONS (subscriptions/openapi.py)
 
 A write that is stored but could not be published to the stream workers yet (PublishError: the broker is
@@ -38,8 +40,8 @@ from aiohttp import web
 from core.codec import area_to_dict, record_to_dict
 from core.errors import PublishError, SubscriptionError
 from core.model import Subscription
-from core.ports import CurrentView, DeadLetters, SubscriptionStore
-from subscriptions import deliveries_api
+from core.ports import ChangeLog, CurrentView, DeadLetters, SubscriptionStore
+from subscriptions import deliveries_api, feed
 from subscriptions.auth import AUTH, PROBLEM, Auth, Problem, authenticate, caller_of, problems
 from subscriptions.lifecycle import SubscriptionPatch, patched, rotated
 from subscriptions.models import NearQuery, Place, SecretRotated, Status, SubscriptionCreated, SubscriptionOut
@@ -121,6 +123,19 @@ async def create(request: web.Request) -> web.Response:
     body = public(subscription, hooks.mask) | ({"secret": subscription.secret} if subscription.secret else {})
     return web.json_response(body, status=201 if published else 202,
                              headers={"Location": f"/v1/subscriptions/{subscription.id}"})
+
+
+async def preview(request: web.Request) -> web.Response:
+    hooks = request.app[HOOKS]
+    try:
+        query = feed.PreviewQuery.model_validate(dict(request.query))
+    except pydantic.ValidationError as exc:
+        raise invalid(exc, "Invalid Query", 400) from exc
+    spec = await _spec(await _json_object(request), hooks)
+    subscription = spec.to_subscription("sub_preview")
+    since = hooks.clock() - timedelta(days=query.days)
+    found = await feed.preview_of(request.app[feed.LOG], subscription, since, query.days)
+    return web.json_response(found.model_dump(mode="json"))
 
 
 async def _stored(write: Awaitable[None]) -> bool:
@@ -234,6 +249,9 @@ _OWN = (
         201: Answer("created; the webhook secret is in the answer, once", SubscriptionCreated, headers=("Location",)),
         202: Answer("stored, published to the stream workers later: do not retry", SubscriptionCreated,
                     headers=("Location",))}, body=SubscriptionIn, problems=_INVALID),
+    Operation("POST", "/v1/subscriptions/preview", preview, "how many alerts a subscription would have had", "read",
+              {200: Answer("the count over the last `days` days, with examples", feed.PreviewOut)},
+              body=SubscriptionIn, query=feed.PreviewQuery, problems=_INVALID),
     Operation("GET", "/v1/subscriptions", listing, "the tenant's subscriptions", "read",
               {200: Answer("every subscription of the caller's tenant", SubscriptionOut, many=True)}),
     Operation("GET", "/v1/subscriptions/{id}", fetch, "one subscription", "read",
@@ -254,14 +272,16 @@ _OWN = (
               {200: Answer("the record", Place)}, problems=_NOT_FOUND),
 )
 
-OPERATIONS = (*_OWN, *deliveries_api.OPERATIONS)
+OPERATIONS = (*_OWN, *deliveries_api.OPERATIONS, *feed.OPERATIONS)
 
 
 def create_app(store: SubscriptionStore, hooks: Hooks, views: Mapping[str, CurrentView] | None = None, *,
-               auth: Auth, dead_letters: DeadLetters | None = None) -> web.Application:
+               auth: Auth, dead_letters: DeadLetters | None = None,
+               change_log: ChangeLog | None = None) -> web.Application:
     app = web.Application(middlewares=[problems, authenticate], client_max_size=256 * 1024)
     app[STORE], app[HOOKS], app[VIEWS], app[AUTH] = store, hooks, dict(views or {}), auth
     deliveries_api.install(app, store, dead_letters)
+    feed.install(app, store, change_log)
     app[DOCUMENT] = document(OPERATIONS)
     for op in OPERATIONS:
         app.router.add_route(op.method, op.path, op.handler)
