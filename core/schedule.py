@@ -98,3 +98,11 @@ def release_at(subscription: Subscription, change: Change, now: datetime) -> dat
     if now < due:
         return (quiet_end(due, window, tz) if window else None) or due
     return quiet_end(now, window, tz) if window else None
+
+
+def timing(subscription: Subscription) -> str:
+    """One line for listings: `at once`, `digest every 6h`, `quiet 22:00-07:00`, with the timezone when either is
+    set (`digest every 6h, quiet 22:00-07:00 (Europe/Paris)`)."""
+    parts = [*([f"digest every {subscription.digest_hours}h"] if subscription.digest_hours else []),
+             *([f"quiet {subscription.quiet_hours}"] if subscription.quiet_hours else [])]
+    return f"{', '.join(parts)} ({subscription.timezone})" if parts else "at once"

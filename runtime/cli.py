@@ -15,14 +15,11 @@ import pydantic
 from rich.console import Console
 from rich.table import Table
 
-from core.codec import area_to_dict
 from core.errors import PublishError, SubscriptionError
-from core.filters import filter_to_dict
 from core.model import Subscription
 from core.urls import mask_url
-from core.where import summary
 from notifiers import mask, new_secret, vet_destination
-from runtime import deliveries_cli, sources_cli, tenants_cli
+from runtime import deliveries_cli, listing, sources_cli, tenants_cli
 from runtime.cli_support import (
     HINTS,
     Parser,
@@ -188,36 +185,12 @@ async def _all(settings: Settings) -> list[Subscription]:
         await store.aclose()
 
 
-def describe_area(subscription: Subscription) -> str:
-    area = area_to_dict(subscription.area)
-    kind = str(area.pop("type"))
-    if kind == "circle":
-        return f"{area['radius_m']:g} m around {area['lat']:.5f},{area['lon']:.5f}"
-    if kind == "admin":
-        return f"{area['level']} {area['code']}"
-    return kind
-
-
-def describe_status(subscription: Subscription) -> str:
-    if subscription.disabled_reason:
-        return f"[red]disabled[/]: {subscription.disabled_reason}"
-    return "[yellow]paused[/]" if subscription.paused else "active"
-
-
 def cmd_list(args: argparse.Namespace) -> int:
     subs = asyncio.run(_all(_settings(args)))
     if args.json:
-        print(json.dumps([{"id": s.id, "destination": mask(s.destination), "area": area_to_dict(s.area),
-                           "kinds": sorted(s.filter.kinds), "min_rating": s.filter.min_rating, "lang": s.lang,
-                           "filter": filter_to_dict(s.filter),
-                           "paused": s.paused, "disabled_reason": s.disabled_reason}
-                          for s in subs]))
+        print(json.dumps([listing.listed(s, mask) for s in subs]))
         return 0
-    table = Table("id", "where", "filter", "destination", "lang", "status", title=f"{len(subs)} subscription(s)")
-    for s in subs:
-        filt = summary(s.filter)
-        table.add_row(s.id, describe_area(s), filt, mask(s.destination), s.lang, describe_status(s))
-    out.print(table)
+    out.print(listing.table(subs, mask))
     return 0
 
 

@@ -37,11 +37,33 @@ def test_subscribe_list_unsubscribe(tmp_path: Path) -> None:
     assert listed == [{"id": sub_id, "destination": "console://",
                        "area": {"type": "circle", "lat": 48.8566, "lon": 2.3522, "radius_m": 1000.0},
                        "kinds": [], "min_rating": None, "lang": "en", "paused": False,
-                       "disabled_reason": None}]
+                       "disabled_reason": None, "label": "", "datasets": [], "rating_at_most": None,
+                       "activities": [], "where": None, "digest": None, "quiet": "",
+                       "timezone": "Europe/Paris"}]
     assert vigie(tmp_path, "unsubscribe", sub_id).returncode == 0
     again = vigie(tmp_path, "unsubscribe", sub_id)
     assert again.returncode == 1
     assert "no subscription" in again.stderr
+
+
+def test_listing_shows_every_field_a_user_sets(tmp_path: Path) -> None:
+    made = vigie(tmp_path, "subscribe", "--to", "console://", "--commune", "75056", "--kinds",
+                 "downgrade,new_inspection", "--rating-at-least", "2", "--rating-at-most", "3", "--activity",
+                 "Restaurant,Boulangerie", "--where", 'name contains "pizza"', "--dataset", "alimconfiance",
+                 "--digest", "6h", "--quiet", "22:00-07:00", "--timezone", "America/Montreal", "--label", "lunch")
+    assert made.returncode == 0, made.stderr
+    [listed] = json.loads(vigie(tmp_path, "subscriptions", "list", "--json").stdout)
+    assert {k: listed[k] for k in ("kinds", "min_rating", "rating_at_most", "activities", "datasets", "digest",
+                                   "quiet", "timezone", "label")} == {
+        "kinds": ["downgrade", "new_inspection"], "min_rating": 2, "rating_at_most": 3,
+        "activities": ["Boulangerie", "Restaurant"], "datasets": ["alimconfiance"], "digest": 6,
+        "quiet": "22:00-07:00", "timezone": "America/Montreal", "label": "lunch"}
+    assert listed["where"] == {"field": "name", "contains": "pizza"}
+    assert "filter" not in listed  # the codec's form is not part of the listing
+    table = " ".join(vigie(tmp_path, "subscriptions", "list").stdout.split())
+    for shown in ("commune 75056", "downgrade", "rating ≥ 2", "rating ≤ 3", "Restaurant", 'name contains "pizza"',
+                  "alimconfiance", "digest every 6h", "quiet 22:00-07:00", "America/Montreal", "lunch", "active"):
+        assert shown in table, shown
 
 
 def test_webhook_secret_is_generated_printed_once_and_works(tmp_path: Path) -> None:

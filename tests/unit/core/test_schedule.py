@@ -11,7 +11,7 @@ import pytest
 from core.codec import subscription_from_dict, subscription_to_dict
 from core.errors import SubscriptionError
 from core.model import Change
-from core.schedule import next_digest, parse_digest, parse_quiet, quiet_end, release_at, urgent
+from core.schedule import next_digest, parse_digest, parse_quiet, quiet_end, release_at, timing, urgent
 from core.storms import DatasetEvent, notice
 from tests.unit.core.factories import created, inspection, subscription
 
@@ -107,3 +107,13 @@ def test_the_codec_refuses_a_bad_schedule(field: str, value: object) -> None:
     data = {**subscription_to_dict(subscription()), field: value}
     with pytest.raises(SubscriptionError):
         subscription_from_dict(data)
+
+
+@pytest.mark.parametrize(("digest", "quiet", "expected"), [
+    (0, "", "at once"),
+    (6, "", "digest every 6h (Europe/Paris)"),
+    (0, "22:00-07:00", "quiet 22:00-07:00 (Europe/Paris)"),
+    (24, "22:00-07:00", "digest every 24h, quiet 22:00-07:00 (Europe/Paris)"),
+])
+def test_timing(digest: int, quiet: str, expected: str) -> None:
+    assert timing(replace(subscription(), digest_hours=digest, quiet_hours=quiet)) == expected
