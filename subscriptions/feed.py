@@ -129,7 +129,7 @@ async def _page(log: ChangeLog, index: SubscriptionIndex, position: str | None, 
                 return page
             page.events += events
             page.scanned += 1
-            position = page.next_cursor = encode(at)
+            position, page.next_cursor = at, encode(at)
             if len(page.events) >= limit:
                 page.more = bool(await log.after(position, 1))
                 return page
