@@ -39,6 +39,7 @@ from aiohttp import web
 
 from core.codec import area_to_dict, record_to_dict
 from core.errors import PublishError, SubscriptionError
+from core.filters import to_json
 from core.model import Subscription
 from core.ports import ChangeLog, CurrentView, DeadLetters, SubscriptionStore
 from subscriptions import deliveries_api, feed
@@ -80,6 +81,8 @@ def public(subscription: Subscription, mask: Callable[[str], str]) -> dict[str, 
         id=subscription.id, destination=mask(subscription.destination), area=area_to_dict(subscription.area),
         lang=subscription.lang, label=subscription.label, kinds=sorted(subscription.filter.kinds),
         datasets=sorted(subscription.filter.datasets), rating_at_least=subscription.filter.min_rating,
+        rating_at_most=subscription.filter.max_rating, activities=sorted(subscription.filter.activities),
+        where=None if subscription.filter.where is None else to_json(subscription.filter.where),
         paused=subscription.paused, disabled_reason=subscription.disabled_reason,
         digest=subscription.digest_hours or None, quiet=subscription.quiet_hours,
         timezone=subscription.timezone).model_dump()

@@ -1,8 +1,8 @@
 """Changing a subscription after it was made: PATCH /v1/subscriptions/{id}, and rotating its webhook secret.
 
 A patch names only what changes. Any area field replaces the whole area (one area per subscription, as at
-creation); `kinds`, `datasets`, `rating_at_least`, `lang`, `label`, `digest` (0: none), `quiet` (empty: none)
-and `timezone` replace theirs; `paused` pauses or resumes
+creation); `kinds`, `datasets`, `rating_at_least`, `rating_at_most`, `activities`, `where` (null: none), `lang`,
+`label`, `digest` (0: none), `quiet` (empty: none) and `timezone` replace theirs; `paused` pauses or resumes
 (resuming also clears a `disabled_reason`: the owner says the endpoint works again). The destination and the
 secret do not change here. The result is validated exactly as a new subscription is (SubscriptionIn), so every
 invalid field is a 422 naming its path.
@@ -39,6 +39,9 @@ class SubscriptionPatch(BaseModel):
     polygon: dict[str, Any] | None = None
     everywhere: bool | None = None
     rating_at_least: int | None = Field(default=None, ge=1, le=4)
+    rating_at_most: int | None = Field(default=None, ge=1, le=4, description="only results rated N or better")
+    activities: list[str] | None = None
+    where: dict[str, Any] | str | None = Field(default=None, description="field conditions as text or JSON; null: none")
     kinds: list[str] | None = None
     datasets: list[str] | None = None
     lang: str | None = None

@@ -23,6 +23,9 @@ class SubscriptionOut(BaseModel):
     kinds: list[str]
     datasets: list[str]
     rating_at_least: int | None
+    rating_at_most: int | None = Field(description="only results rated N or better (none: any)")
+    activities: list[str] = Field(description="activity types (empty: any); case and accents ignored")
+    where: dict[str, Any] | None = Field(description="the field conditions in their JSON form (docs/matching.md)")
     paused: bool
     disabled_reason: str | None = Field(description="why Vigie stopped delivering (the endpoint refused for good)")
     digest: int | None = Field(description="hours between digests (none: each alert at once); urgent ones go at once")

@@ -100,3 +100,33 @@ async def test_digest_quiet_hours_and_timezone_are_shown_and_patched(client: Cli
                         ({"timezone": "Mars/Olympus"}, "timezone")):
         problem = await patch(client, sub["id"], body, status=422)
         assert problem["errors"][0]["field"] == field
+
+
+async def test_where_activities_and_rating_at_most_are_shown_and_patched(client: Client) -> None:
+    sub = await made(client)
+    assert (sub["where"], sub["activities"], sub["rating_at_most"]) == (None, [], None)
+    changed = await patch(client, sub["id"], {"where": 'name contains "pizza"', "activities": ["Restaurant"],
+                                              "rating_at_most": 2})
+    assert (changed["where"], changed["activities"], changed["rating_at_most"]) == (
+        {"field": "name", "contains": "pizza"}, ["Restaurant"], 2)
+    assert (changed["kinds"], changed["label"]) == (["downgrade"], "office")
+    assert await (await client.get(f"/v1/subscriptions/{sub['id']}")).json() == changed
+    as_json = await patch(client, sub["id"], {"where": {"field": "rating", "gte": 3}})
+    assert as_json["where"] == {"field": "rating", "gte": 3}
+    cleared = await patch(client, sub["id"], {"where": None, "rating_at_most": None, "activities": []})
+    assert (cleared["where"], cleared["activities"], cleared["rating_at_most"]) == (None, [], None)
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"where": "rating >>> 3"}, "where"),
+    ({"where": {"field": "rating", "nope": 1}}, "where"),
+    ({"where": 3}, "where"),
+    ({"activities": [""]}, "activities"),
+    ({"activities": "Restaurant"}, "activities"),
+    ({"rating_at_most": 5}, "rating_at_most"),
+])
+async def test_invalid_filters_name_the_field(client: Client, body: dict[str, Any], field: str) -> None:
+    sub = await made(client)
+    problem = await patch(client, sub["id"], body, status=422)
+    assert problem["errors"][0]["field"].startswith(field), problem
+    assert (await (await client.get(f"/v1/subscriptions/{sub['id']}")).json())["where"] is None
