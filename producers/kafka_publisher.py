@@ -38,11 +38,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from redis.asyncio import Redis
 
 from core.codec import KAFKA_HEADERS, RECORD, RECORD_REMOVED, SNAPSHOT_END, Envelope, decode, record_to_dict
-from core.diff import floor_problem
 from core.errors import EnvelopeError
 from core.model import Record, stable_hash
-from core.ports import Adapter, Quarantined, RawSnapshot, Snapshot, Source
+from core.ports import Adapter, Quarantined, Snapshot, Source
 from core.profiles import profile_for
+from core.snapshots import judge, scoped
 from producers.digests import ABSENT, Delta, RedisDigests, delta
 
 log = logging.getLogger(__name__)
@@ -260,14 +260,15 @@ class SnapshotProducer:
             await self.state.put(SourceStatus(url, None, True, None, at.isoformat(), None))
             log.info("%s unchanged (%s)", url, raw.version, extra={"source": url})
             return Published(url, raw.version, unchanged=True, complete=raw.complete)
-        snapshot = _scoped(url, adapter.to_snapshot(raw), raw)
+        snapshot = scoped(url, adapter.to_snapshot(raw), raw.problem)
         return await self.publish(snapshot, status, at=at)
 
     async def publish(self, snapshot: Snapshot, status: SourceStatus | None, *, at: datetime) -> Published:
         url = snapshot.source
-        problem = floor_problem(snapshot, (status.rows or 0) if status else 0, self._min_ratio)
-        complete = snapshot.complete and problem is None
-        baseline = not (status and status.baseline_done) and not self._baseline_alerts
+        verdict = judge(snapshot, known_rows=(status.rows or 0) if status else 0,
+                        trusted_before=bool(status and status.baseline_done), min_ratio=self._min_ratio,
+                        baseline_alerts=self._baseline_alerts)
+        complete, problem, baseline = verdict.complete, verdict.problem, not verdict.alerts
         if baseline and status is None and await self.publisher.published_before(snapshot.dataset, url):
             log.error("no state for %s in Redis, yet the records topic holds its snapshots: Redis lost its data "
                       "(restore it from its AOF or a backup). This snapshot is not treated as a baseline: its "
@@ -294,14 +295,6 @@ class SnapshotProducer:
             return Delta(list(snapshot.records), {}, removals=ABSENT, complete=complete)
         known = await self.digests.load(snapshot.source)
         return delta(list(snapshot.records), known, complete=complete, profile=profile_for(snapshot.dataset))
-
-
-def _scoped(url: str, snapshot: Snapshot, raw: RawSnapshot) -> Snapshot:
-    """State is kept per configured source URL, as in the embedded runtime."""
-    if snapshot.source == url:
-        return snapshot
-    return Snapshot(snapshot.dataset, url, snapshot.records, snapshot.complete, snapshot.version,
-                    snapshot.quarantined, snapshot.problem or raw.problem)
 
 
 def describe(statuses: list[SourceStatus]) -> list[Mapping[str, Any]]:

@@ -25,6 +25,7 @@ from core.health import HealthRule
 from core.index import SubscriptionIndex
 from core.ports import Adapter, RawSnapshot, Snapshot, Source
 from core.profiles import profile_for
+from core.snapshots import scoped
 from core.storms import MassRule
 from notifiers import Channels
 from notifiers.failing import EndpointWatch
@@ -162,11 +163,7 @@ class Embedded:
     def _snapshot(url: str, raw: RawSnapshot, adapter: Adapter) -> Snapshot:
         if raw.unchanged:
             return Snapshot(adapter.dataset, url, [], False, raw.version, unchanged=True)
-        snapshot = adapter.to_snapshot(raw)
-        if snapshot.source != url:  # state is kept per configured source URL
-            snapshot = Snapshot(snapshot.dataset, url, snapshot.records, snapshot.complete, snapshot.version,
-                                snapshot.quarantined, snapshot.problem)
-        return snapshot
+        return scoped(url, adapter.to_snapshot(raw), raw.problem)
 
     async def matcher(self) -> SubscriptionIndex:
         """The match index, rebuilt only when the subscription store's revision moved since it was built."""

@@ -22,12 +22,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from core.diff import apply, diff, floor_problem, refreshed
+from core.diff import apply, diff, refreshed
 from core.health import DEFAULT_HEALTH_RULE, HealthRule, Incident, Poll, source_notice, step
 from core.match import Matcher
 from core.model import Change, Delivery, Op, Record
 from core.ports import Snapshot
 from core.profiles import GENERIC, Profile
+from core.snapshots import judge
 from core.storms import DEFAULT_MASS_RULE, DatasetEvent, MassRule, Split, notice, split
 from streams.sqlite import Commit, SourceState, StateStore, ts
 from streams.view_sqlite import SqliteCurrentView
@@ -134,13 +135,13 @@ class Processor:
             return Outcome(scope, snapshot.version, 0, snapshot.complete, unchanged=True, deliveries=notices,
                            notice=notices[0].change if notices else None)
         previous = await self.previous(scope)
-        baseline = known is None or known.version is None  # no complete snapshot seen yet
-        problem = floor_problem(snapshot, len(previous), self._min_ratio)
-        complete = snapshot.complete and problem is None
+        verdict = judge(snapshot, known_rows=len(previous), min_ratio=self._min_ratio,
+                        trusted_before=known is not None and known.version is not None,
+                        baseline_alerts=self._baseline_alerts)
+        baseline, problem, complete, alerting = verdict.first, verdict.problem, verdict.complete, verdict.alerts
         profile = self._profiles(snapshot.dataset)
         changes = diff(previous, snapshot.records, complete=complete, at=at, version=snapshot.version,
                        profile=profile)
-        alerting = not baseline or self._baseline_alerts
         parted = split(changes, rows=len(snapshot.records), profile=profile, rule=self._mass_rule, source=scope) \
             if alerting else Split(changes, [], None)
         deliveries = deliveries_for(parted.kept, matcher) + notices_for(parted, matcher) if alerting else []
