@@ -106,3 +106,18 @@ def timing(subscription: Subscription) -> str:
     parts = [*([f"digest every {subscription.digest_hours}h"] if subscription.digest_hours else []),
              *([f"quiet {subscription.quiet_hours}"] if subscription.quiet_hours else [])]
     return f"{', '.join(parts)} ({subscription.timezone})" if parts else "at once"
+
+
+OFF = frozenset({"off", "none", "no", "non", "aucun", "0"})
+
+
+def digest_option(text: str) -> int:
+    """A bot's `digest` option: `6h` → 6, `off` (or 0, none, non) → 0; SubscriptionError otherwise."""
+    return 0 if text.strip().lower() in OFF else parse_digest(text)
+
+
+def quiet_option(text: str) -> str:
+    """A bot's `quiet` option: `22:00-07:00` (normalised), `off` → ""; SubscriptionError otherwise."""
+    if text.strip().lower() in OFF:
+        return ""
+    return quiet_text(parse_quiet(text)) if text.strip() else ""

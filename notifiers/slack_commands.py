@@ -4,7 +4,9 @@
     GET  /healthz
 
     /vigie subscribe near 48.8566,2.3522 [radius 1km] [rating 3] [kinds downgrade,new_inspection] [lang en]
+                     [digest 6h] [quiet 22:00-07:00] [timezone Europe/Paris]
     /vigie subscribe postcode 75011 | commune 75056 | 75011   (a bare 5-digit code is a postcode)
+    /vigie digest 6h|off [ID] | quiet 22:00-07:00|off [ID]   (the channel's subscriptions, or one)
     /vigie list | pause [ID] | resume [ID] | unsubscribe ID | help
 
 The channel the command is typed in is the destination (`slack://CHANNEL_ID`, sent with the bot token of the
@@ -24,7 +26,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from slack_sdk.signature import Clock, SignatureVerifier
@@ -33,6 +35,7 @@ from core.errors import PublishError, SubscriptionError
 from core.geo import AdminArea, Circle
 from core.model import Subscription
 from core.ports import SubscriptionStore
+from core.schedule import digest_option, quiet_option, timing
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +43,15 @@ PATH = "/slack/commands"
 HELP = """*Vigie* tells this channel when a food business's sanitary inspection result changes nearby.
 • `/vigie subscribe near 48.8566,2.3522 radius 1km rating 3 kinds downgrade` (radius, rating, kinds, lang optional)
 • `/vigie subscribe postcode 75011` or `/vigie subscribe commune 75056`
+• add `digest 6h` (alerts grouped every 6 hours) or `quiet 22:00-07:00` (held overnight) to a subscribe, or
+  `/vigie digest 6h|off [ID]` · `/vigie quiet 22:00-07:00|off [ID]` later; urgent alerts always go at once
 • `/vigie list` · `/vigie pause [ID]` · `/vigie resume [ID]` · `/vigie unsubscribe ID`
 rating N keeps results rated N or worse (1 Très satisfaisant … 4 A corriger de manière urgente)."""
 _OPTIONS = {"near": "near", "radius": "radius_m", "rating": "rating_at_least", "kinds": "kinds", "lang": "lang",
-            "postcode": "postcode", "commune": "commune", "label": "label"}
+            "postcode": "postcode", "commune": "commune", "label": "label", "digest": "digest", "quiet": "quiet",
+            "timezone": "timezone"}
 Build = Callable[[Mapping[str, Any], str], Subscription]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +81,10 @@ def channel_of(destination: str) -> str | None:
 
 
 def subscription_fields(words: list[str]) -> dict[str, Any]:
-    """`near 48.85,2.35 radius 1km rating 3` → SubscriptionIn fields; a bare 5-digit code is a postcode."""
-    if len(words) == 1 and words[0].isdigit() and len(words[0]) == 5:
-        return {"postcode": words[0]}
+    """`near 48.85,2.35 radius 1km rating 3` → SubscriptionIn fields; a bare 5-digit code first is a postcode
+    (`75011 digest 6h`)."""
+    if words and words[0].isdigit() and len(words[0]) == 5:
+        words = ["postcode", *words]
     if len(words) % 2:
         raise CommandError(f"expected pairs like `near 48.85,2.35 radius 1km`, got `{' '.join(words)}`")
     fields: dict[str, Any] = {}
@@ -102,7 +110,9 @@ def describe(subscription: Subscription) -> str:
         "paused" if subscription.paused else "active")
     extra = f", rating ≥ {rating}" if rating else ""
     kinds = f", {', '.join(sorted(subscription.filter.kinds))}" if subscription.filter.kinds else ""
-    return f"`{subscription.id}` {where}{extra}{kinds} ({status})"
+    when = timing(subscription)
+    schedule = f", {when}" if subscription.digest_hours or subscription.quiet_hours else ""
+    return f"`{subscription.id}` {where}{extra}{kinds}{schedule} ({status})"
 
 
 class SlashCommands:
@@ -143,7 +153,7 @@ class SlashCommands:
         verb, args = (words[0].lower(), words[1:]) if words else ("help", [])
         commands: dict[str, Callable[[str, list[str]], Awaitable[web.Response]]] = {
             "subscribe": self.subscribe, "list": self.listing, "pause": self.pause, "resume": self.resume,
-            "unsubscribe": self.unsubscribe}
+            "unsubscribe": self.unsubscribe, "digest": self.digest, "quiet": self.quiet}
         command = commands.get(verb)
         return reply(HELP) if command is None else await command(channel, args)
 
@@ -186,12 +196,41 @@ class SlashCommands:
         verb = "paused" if paused else "resumed"
         return reply(f"{verb} {len(mine)} subscription(s){later}", public=True)
 
+    async def digest(self, channel: str, args: list[str]) -> web.Response:
+        if len(args) not in (1, 2):
+            raise CommandError("usage: `/vigie digest 6h [ID]` or `/vigie digest off [ID]`")
+        hours = _option(digest_option, args[0])
+        return await self._schedule(channel, args[1:], lambda s: dataclasses.replace(s, digest_hours=hours))
+
+    async def quiet(self, channel: str, args: list[str]) -> web.Response:
+        if len(args) not in (1, 2):
+            raise CommandError("usage: `/vigie quiet 22:00-07:00 [ID]` or `/vigie quiet off [ID]`")
+        window = _option(quiet_option, args[0])
+        return await self._schedule(channel, args[1:], lambda s: dataclasses.replace(s, quiet_hours=window))
+
+    async def _schedule(self, channel: str, args: list[str],
+                        change: Callable[[Subscription], Subscription]) -> web.Response:
+        mine = await self._mine(channel, args[0] if args else None)
+        if not mine:
+            raise CommandError("no subscription in this channel yet: `/vigie subscribe near LAT,LON radius 1km`")
+        later = ""
+        for subscription in mine:
+            later = await _write(self._hooks.store.put(change(subscription))) or later
+        return reply(f"{timing(change(mine[0]))} for {len(mine)} subscription(s){later}", public=True)
+
     async def unsubscribe(self, channel: str, args: list[str]) -> web.Response:
         if len(args) != 1:
             raise CommandError("usage: `/vigie unsubscribe ID` (see `/vigie list`)")
         [subscription] = await self._mine(channel, args[0])
         later = await _write(self._hooks.store.delete(subscription.id))
         return reply(f"unsubscribed `{subscription.id}`{later}", public=True)
+
+
+def _option(read: Callable[[str], T], text: str) -> T:
+    try:
+        return read(text)
+    except SubscriptionError as exc:
+        raise CommandError(str(exc)) from exc
 
 
 async def _write(write: Awaitable[object]) -> str:

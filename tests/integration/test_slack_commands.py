@@ -101,3 +101,45 @@ async def test_forged_and_stale_requests_are_refused(served: tuple[str, SqliteSu
                                                                 headers=headers) as response:
         assert response.status == 401
     assert await served[1].all() == []
+
+
+async def test_digest_and_quiet_hours(served: tuple[str, SqliteSubscriptionStore]) -> None:
+    url, store = served
+    status, body = await command(url, "subscribe near 48.85,2.35 radius 1km digest 6h quiet 22:00-07:00")
+    assert status == 200, body
+    assert "digest every 6h, quiet 22:00-07:00 (Europe/Paris)" in body["text"]
+    [sub] = await store.all()
+    assert (sub.digest_hours, sub.quiet_hours, sub.timezone) == (6, "22:00-07:00", "Europe/Paris")
+    assert "digest every 6h" in (await command(url, "list"))[1]["text"]
+    made = (await command(url, "subscribe postcode 75011 timezone America/Montreal quiet 23h00-6h30"))[1]
+    assert "subscribed" in made["text"], made
+    other = next(s for s in await store.all() if s.id != sub.id)
+    assert (other.digest_hours, other.quiet_hours, other.timezone) == (0, "23:00-06:30", "America/Montreal")
+    changed = (await command(url, "digest off"))[1]["text"]
+    assert "for 2 subscription(s)" in changed
+    assert [s.digest_hours for s in await store.all()] == [0, 0]
+    assert "quiet 21:00-08:00" in (await command(url, f"quiet 21:00-08:00 {other.id}"))[1]["text"]
+    assert {s.id: s.quiet_hours for s in await store.all()} == {sub.id: "22:00-07:00", other.id: "21:00-08:00"}
+    listed = (await command(url, "list"))[1]["text"]
+    assert "quiet 21:00-08:00 (America/Montreal)" in listed
+    assert "quiet 22:00-07:00 (Europe/Paris)" in listed
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("subscribe 75011 digest 30h", "digest must be a number of hours"),
+    ("subscribe 75011 quiet 22:00", "quiet hours must look like 22:00-07:00"),
+    ("subscribe 75011 timezone Mars/Olympus", "unknown timezone"),
+    ("digest soon", "digest must be a number of hours"),
+    ("quiet 25:00-07:00", "quiet hours must look like 22:00-07:00"),
+    ("digest", "usage: `/vigie digest 6h [ID]`"),
+    ("quiet 22:00-07:00 sub_nope", "no subscription `sub_nope`"),
+])
+async def test_bad_schedules_are_explained(served: tuple[str, SqliteSubscriptionStore], text: str,
+                                           message: str) -> None:
+    url, store = served
+    assert (await command(url, "subscribe 75004"))[0] == 200
+    _, body = await command(url, text)
+    assert body["text"].startswith(":warning:")
+    assert message in body["text"]
+    [sub] = await store.all()
+    assert (sub.digest_hours, sub.quiet_hours) == (0, "")

@@ -11,7 +11,17 @@ import pytest
 from core.codec import subscription_from_dict, subscription_to_dict
 from core.errors import SubscriptionError
 from core.model import Change
-from core.schedule import next_digest, parse_digest, parse_quiet, quiet_end, release_at, timing, urgent
+from core.schedule import (
+    digest_option,
+    next_digest,
+    parse_digest,
+    parse_quiet,
+    quiet_end,
+    quiet_option,
+    release_at,
+    timing,
+    urgent,
+)
 from core.storms import DatasetEvent, notice
 from tests.unit.core.factories import created, inspection, subscription
 
@@ -117,3 +127,26 @@ def test_the_codec_refuses_a_bad_schedule(field: str, value: object) -> None:
 ])
 def test_timing(digest: int, quiet: str, expected: str) -> None:
     assert timing(replace(subscription(), digest_hours=digest, quiet_hours=quiet)) == expected
+
+
+@pytest.mark.parametrize(("text", "hours"), [("6h", 6), ("24", 24), ("off", 0), ("Non", 0), ("0", 0)])
+def test_digest_option(text: str, hours: int) -> None:
+    assert digest_option(text) == hours
+
+
+@pytest.mark.parametrize(("text", "window"), [("22:00-07:00", "22:00-07:00"), ("22h30-7h00", "22:30-07:00"),
+                                              ("off", ""), ("aucun", "")])
+def test_quiet_option(text: str, window: str) -> None:
+    assert quiet_option(text) == window
+
+
+@pytest.mark.parametrize("text", ["25h", "soon", "-1"])
+def test_bad_digest_option(text: str) -> None:
+    with pytest.raises(SubscriptionError, match="digest"):
+        digest_option(text)
+
+
+@pytest.mark.parametrize("text", ["22:00", "25:00-07:00", "late"])
+def test_bad_quiet_option(text: str) -> None:
+    with pytest.raises(SubscriptionError, match="quiet hours"):
+        quiet_option(text)
