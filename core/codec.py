@@ -118,7 +118,7 @@ def subscription_to_dict(s: Subscription, *, include_secret: bool = True) -> dic
         "filter": filter_to_dict(s.filter),
         "secret": s.secret if include_secret else None,
         "digest_hours": s.digest_hours, "quiet_hours": s.quiet_hours, "timezone": s.timezone,
-        "paused": s.paused, "disabled_reason": s.disabled_reason, "owner": s.owner,
+        "paused": s.paused, "disabled_reason": s.disabled_reason, "owner": s.owner, "batch": s.batch,
         **(_rotation(s) if include_secret else {}),
     }
 
@@ -142,7 +142,7 @@ def subscription_from_dict(d: dict[str, Any]) -> Subscription:
         id=d["id"], area=area_from_dict(d["area"]), destination=d["destination"], lang=d.get("lang", "fr"),
         label=d.get("label", ""), secret=d.get("secret"), paused=bool(d.get("paused", False)),
         disabled_reason=_reason(d.get("disabled_reason")), owner=str(d.get("owner") or ""),
-        filter=filter_from_dict(f),
+        filter=filter_from_dict(f), batch=bool(d.get("batch", False)),
         **_schedule(d), **_rotation_from(d),
     )
 

@@ -113,6 +113,7 @@ class Subscription:
     owner: str = ""  # the tenant whose API key created it ("": made by an operator, the CLI or a bot)
     previous_secret: str | None = field(default=None, repr=False)  # a rotated-out secret, still signing until
     previous_until: datetime | None = None  # this moment (the rotation's overlap)
+    batch: bool = False  # webhooks: what is due goes out together, one CloudEvents batch per request
 
     def signing_secrets(self, now: datetime) -> tuple[str, ...]:
         """The secrets a webhook is signed with at `now`: the current one, and the previous one during the overlap

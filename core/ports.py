@@ -132,6 +132,16 @@ class MergingChannel(Channel, Protocol):
     async def send_merged(self, deliveries: Sequence[Delivery]) -> None: ...
 
 
+@runtime_checkable
+class BatchingChannel(Channel, Protocol):
+    """A channel that can POST several alerts of one subscription in one request when it opted in
+    (`Subscription.batch`: webhooks, as a CloudEvents JSON batch); `send_batch` succeeds or fails for all."""
+
+    batch_limit: int
+
+    async def send_batch(self, deliveries: Sequence[Delivery]) -> None: ...
+
+
 class Outbox(Protocol):
     async def pending(self, limit: int, now: datetime) -> list[tuple[Delivery, int]]: ...
 

@@ -70,7 +70,7 @@ from notifiers.kafka_messages import (
     resume,
     retry_header,
 )
-from notifiers.merging import Sender, chunks, merge_limit, queue_key, send_chunk
+from notifiers.merging import Sender, chunk_size, chunks, queue_key, send_chunk
 from notifiers.worker import Observe, RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -259,7 +259,7 @@ class KafkaNotifier:
         queues: dict[str, list[_Job]] = {}
         for job in claimed:
             queues.setdefault(queue_key(self._sender, job.delivery), []).append(job)
-        cut = [list(chunks(queue, merge_limit(self._sender, queue[0].delivery.subscription.channel)))
+        cut = [list(chunks(queue, chunk_size(self._sender, queue[0].delivery.subscription)))
                for queue in queues.values()]
         heads = [message[0].delivery.subscription for queue in cut for message in queue]
         waits = iter(await self._guard.acquire_many([(sub.channel, sub.destination) for sub in heads]))

@@ -14,6 +14,11 @@ Status → DeliveryError: 2xx ok; 408, 425, 429, 5xx, timeouts and connection er
 (honouring `Retry-After`); 410 means the endpoint is gone for good (DestinationGone, reported to `on_refused`:
 runtime/ disables every subscription to it); any other status is not retriable.
 
+**Batches.** A subscription with `batch` set gets what is due for it in one POST of up to `BATCH_LIMIT` events:
+a JSON array of the same CloudEvents (`application/cloudevents-batch+json`, the CloudEvents JSON batch format),
+signed as one message over the whole body; its `webhook-id` is `batch_` + a hash of the deliveries' idempotency
+keys (a retried batch keeps it), and each event's `id` is still its delivery's key for per-event dedupe.
+
 **Secret rotation.** During a rotation's overlap the subscription has two secrets and `webhook-signature` carries
 one `v1,` signature per secret, space-separated, so a receiver verifying with either accepts every delivery.
 """
@@ -38,7 +43,7 @@ from standardwebhooks.webhooks import EmptyWebhookSecretError
 
 from core import render
 from core.errors import DeliveryError, DestinationGone, SubscriptionError
-from core.model import Delivery
+from core.model import Delivery, stable_hash
 from core.ports import Channel
 from notifiers.base import (
     DEFAULT_TIMEOUT,
@@ -56,6 +61,8 @@ from notifiers.ssrf import CONNECT_TIMEOUT, Blocked
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "application/cloudevents+json"
+BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
+BATCH_LIMIT = 100
 USER_AGENT = "Vigie-Webhooks/1"
 RETRIABLE_STATUSES = frozenset({408, 425, 429})
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the Standard Webhooks prefix, not a secret
@@ -165,23 +172,32 @@ class WebhookChannel:
         self._max_body = max_body
         self._own_session = own_session
 
+    batch_limit = BATCH_LIMIT
+
     async def send(self, delivery: Delivery) -> None:
+        await self._signed_post(delivery, delivery.key, _encoded(render.cloudevent(delivery)), CONTENT_TYPE)
+
+    async def send_batch(self, deliveries: Sequence[Delivery]) -> None:
+        """One POST of `deliveries` (one subscription's) as a CloudEvents JSON batch, signed over the whole body."""
+        first = deliveries[0]
+        if any(d.subscription.id != first.subscription.id for d in deliveries):
+            raise DeliveryError("a webhook batch holds one subscription's deliveries", retriable=False)
+        body = _encoded([render.cloudevent(d) for d in deliveries])
+        await self._signed_post(first, batch_id(deliveries), body, BATCH_CONTENT_TYPE)
+
+    async def _signed_post(self, delivery: Delivery, msg_id: str, body: str, content_type: str) -> None:
         target = target_of(delivery, _target)  # parsed once per destination
         now = self._clock()
         secrets_now = delivery.subscription.signing_secrets(now)
         if not secrets_now:
             raise DeliveryError("webhook subscription has no signing secret", retriable=False)
-        try:
-            body = orjson.dumps(render.cloudevent(delivery)).decode()
-        except TypeError as exc:
-            raise DeliveryError(f"the event cannot be encoded as JSON: {exc}", retriable=False) from exc
-        headers = signed_headers(secrets_now, delivery.key, now, body)
+        headers = signed_headers(secrets_now, msg_id, now, body, content_type)
         status, retry_after = await self._post(target, body, headers)
         if not 200 <= status < 300 and (error := status_error(status, retry_after, target.url())):
             await self._refused(delivery, error)
             raise error
         if log.isEnabledFor(logging.DEBUG):  # masking the URL costs more than the check
-            log.debug("webhook %s accepted %s with %d", target.url(), delivery.key, status, extra={
+            log.debug("webhook %s accepted %s with %d", target.url(), msg_id, status, extra={
                 "change_id": delivery.change.id, "subscription_id": delivery.subscription.id,
                 "channel": self.scheme})
 
@@ -206,6 +222,18 @@ class WebhookChannel:
     async def aclose(self) -> None:
         if self._own_session:
             await self._session.close()
+
+
+def batch_id(deliveries: Sequence[Delivery]) -> str:
+    """The `webhook-id` of a batch: stable for the same deliveries, so a retried batch is recognised."""
+    return "batch_" + stable_hash(*(d.key for d in deliveries))
+
+
+def _encoded(event: object) -> str:
+    try:
+        return orjson.dumps(event).decode()
+    except TypeError as exc:
+        raise DeliveryError(f"the event cannot be encoded as JSON: {exc}", retriable=False) from exc
 
 
 def _unreachable(target: WebhookTarget, exc: Exception) -> DeliveryError:

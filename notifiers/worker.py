@@ -28,7 +28,7 @@ from core.ports import Outbox
 from core.schedule import release_at
 from notifiers import mask
 from notifiers.failing import EndpointWatch
-from notifiers.merging import Sender, chunks, merge_limit, queue_key, send_chunk
+from notifiers.merging import Sender, chunk_size, chunks, queue_key, send_chunk
 from notifiers.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
@@ -190,10 +190,10 @@ class OutboxWorker:
         return live
 
     async def _run_queue(self, queue: list[Pending], tally: Counter[Outcome]) -> None:
-        size = merge_limit(self._channels, queue[0][0].subscription.channel)
+        size = chunk_size(self._channels, queue[0][0].subscription)
         async with self._slots:
             for chunk in chunks(queue, size):
-                outcomes = [await self._deliver(*chunk[0])] if len(chunk) == 1 else await self._deliver_merged(chunk)
+                outcomes = [await self._deliver(*chunk[0])] if size == 1 else await self._deliver_merged(chunk)
                 tally.update(outcomes)
                 if self._observe is not None:
                     for (delivery, _), outcome in zip(chunk, outcomes, strict=True):

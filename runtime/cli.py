@@ -104,7 +104,7 @@ def _subscription_input(args: argparse.Namespace) -> SubscriptionIn:
         "secret": args.secret, "label": args.label or "", "digest": args.digest, "quiet": args.quiet or "",
         "timezone": args.timezone, "rating_at_most": args.rating_at_most,
         "activities": frozenset(a.strip() for a in (args.activity or "").split(",") if a.strip()),
-        "where": _where(args),
+        "where": _where(args), "batch": args.batch,
     }
     if args.near and args.radius is None:
         fields["radius_m"] = "1km"
@@ -146,6 +146,8 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
         raise UsageError(option_errors(exc)) from None
     except (SubscriptionError, ValueError, OSError) as exc:
         raise UsageError(f"invalid subscription: --to: {exc}") from None
+    if spec.batch and not destination.startswith("webhook"):
+        raise UsageError("invalid subscription: --batch: batches are for webhook destinations only")
     generated = destination.startswith("webhook") and spec.secret is None
     spec = spec.model_copy(update={"to": destination, "secret": new_secret() if generated else spec.secret})
     subscription = spec.to_subscription(f"sub_{secrets.token_hex(5)}")
@@ -311,6 +313,8 @@ def _subscribe_parser(sub: Any) -> None:
     p.add_argument("--digest", help="send alerts together every N hours: 6h (urgent ones go at once)")
     p.add_argument("--quiet", help="hold alerts during these hours: 22:00-07:00 (urgent ones go anyway)")
     p.add_argument("--timezone", help="of --digest and --quiet (default Europe/Paris)")
+    p.add_argument("--batch", action="store_true",
+                   help="webhooks: send what is due together, as signed CloudEvents batches")
     p.set_defaults(func=cmd_subscribe)
 
 

@@ -85,7 +85,7 @@ def public(subscription: Subscription, mask: Callable[[str], str]) -> dict[str, 
         where=None if subscription.filter.where is None else to_json(subscription.filter.where),
         paused=subscription.paused, disabled_reason=subscription.disabled_reason,
         digest=subscription.digest_hours or None, quiet=subscription.quiet_hours,
-        timezone=subscription.timezone).model_dump()
+        timezone=subscription.timezone, batch=subscription.batch).model_dump()
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:
@@ -114,6 +114,9 @@ async def _spec(body: dict[str, Any], hooks: Hooks) -> SubscriptionIn:
         raise invalid(exc, "Invalid Subscription") from exc
     except SubscriptionError as exc:
         raise Problem(422, "Invalid Subscription", str(exc), errors=[{"field": "to", "message": str(exc)}]) from exc
+    if spec.batch and not destination.startswith("webhook"):
+        message = "batches are for webhook destinations only"
+        raise Problem(422, "Invalid Subscription", f"batch: {message}", errors=[{"field": "batch", "message": message}])
     secret = spec.secret or (hooks.new_secret() if destination.startswith("webhook") else None)
     return spec.model_copy(update={"to": destination, "secret": secret})
 

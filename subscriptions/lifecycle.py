@@ -2,7 +2,7 @@
 
 A patch names only what changes. Any area field replaces the whole area (one area per subscription, as at
 creation); `kinds`, `datasets`, `rating_at_least`, `rating_at_most`, `activities`, `where` (null: none), `lang`,
-`label`, `digest` (0: none), `quiet` (empty: none) and `timezone` replace theirs; `paused` pauses or resumes
+`label`, `digest` (0: none), `quiet` (empty: none), `timezone` and `batch` replace theirs; `paused` pauses or resumes
 (resuming also clears a `disabled_reason`: the owner says the endpoint works again). The destination and the
 secret do not change here. The result is validated exactly as a new subscription is (SubscriptionIn), so every
 invalid field is a 422 naming its path.
@@ -47,6 +47,7 @@ class SubscriptionPatch(BaseModel):
     lang: str | None = None
     label: str | None = None
     paused: bool | None = None
+    batch: bool | None = None
     digest: int | str | None = Field(default=None, description="hours between digests: 6h; 0: each alert at once")
     quiet: str | None = Field(default=None, description="quiet hours such as 22:00-07:00; empty: none")
     timezone: str | None = None
@@ -74,7 +75,8 @@ def as_input(subscription: Subscription) -> dict[str, Any]:
             "datasets": sorted(f.datasets), "rating_at_least": f.min_rating, "lang": subscription.lang,
             "label": subscription.label, "rating_at_most": f.max_rating, "activities": sorted(f.activities),
             "where": None if f.where is None else to_json(f.where), "digest": subscription.digest_hours or None,
-            "quiet": subscription.quiet_hours, "timezone": subscription.timezone}
+            "quiet": subscription.quiet_hours, "timezone": subscription.timezone,
+            "batch": subscription.batch}
 
 
 def patched(current: Subscription, body: dict[str, Any]) -> Subscription:
@@ -89,6 +91,7 @@ def patched(current: Subscription, body: dict[str, Any]) -> Subscription:
     resumed = patch.paused is False
     return replace(current, area=updated.area, filter=updated.filter, lang=updated.lang, label=updated.label,
                    digest_hours=updated.digest_hours, quiet_hours=updated.quiet_hours, timezone=updated.timezone,
+                   batch=updated.batch,
                    paused=current.paused if patch.paused is None else patch.paused,
                    disabled_reason=None if resumed else current.disabled_reason)
 

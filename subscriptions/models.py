@@ -31,6 +31,7 @@ class SubscriptionOut(BaseModel):
     digest: int | None = Field(description="hours between digests (none: each alert at once); urgent ones go at once")
     quiet: str = Field(description="quiet hours such as 22:00-07:00 (empty: none); urgent alerts go anyway")
     timezone: str = Field(description="of the digest times and quiet hours (IANA name)")
+    batch: bool = Field(default=False, description="webhooks: due alerts sent together, as CloudEvents JSON batches")
 
 
 class SubscriptionCreated(SubscriptionOut):

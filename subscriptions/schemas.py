@@ -93,6 +93,8 @@ class SubscriptionIn(BaseModel):
     digest: int | str | None = Field(default=None, description="hours between digests: 6h (1 to 24); none: at once")
     quiet: str = Field(default="", description="quiet hours such as 22:00-07:00 (urgent alerts go anyway)")
     timezone: str = DEFAULT_TIMEZONE
+    batch: bool = Field(default=False, description=(
+        "webhooks only: what is due goes out together, one signed application/cloudevents-batch+json POST"))
 
     @field_validator("digest")
     @classmethod
@@ -182,7 +184,7 @@ class SubscriptionIn(BaseModel):
         return Subscription(
             id=subscription_id, area=self.area(), destination=self.to, lang=self.lang, secret=self.secret,
             label=self.label, filter=self.filter(),
-            digest_hours=int(self.digest or 0), quiet_hours=self.quiet, timezone=self.timezone,
+            digest_hours=int(self.digest or 0), quiet_hours=self.quiet, timezone=self.timezone, batch=self.batch,
         )
 
     def filter(self) -> Filter:
