@@ -5,6 +5,8 @@
     📍 a location       the 5 best-rated places nearby from the current-state view (best rating, then distance,
                        with the inspection date) and buttons "alert me here: 500 m / 1 km / 2 km"
     /near CODE         a button for alerts on a postcode (`75004`) or an INSEE commune (`commune 75104`)
+    /digest 6h|off     the chat's alerts grouped every N hours (core/schedule.py; urgent ones at once)
+    /quiet 22:00-07:00|off   held during those hours, in the subscriptions' timezone
     /list /stop /resume /forget /lang fr|en /help
 
 The bot receives its two ports from runtime/: a SubscriptionStore (its writes reach the stream workers as the
@@ -41,7 +43,9 @@ from telegram.ext import (
     filters,
 )
 
+from core.errors import SubscriptionError
 from core.ports import CurrentView, SubscriptionStore
+from core.schedule import DEFAULT_TIMEZONE, digest_option, quiet_option
 from notifiers.telegram import DEFAULT_BASE_URL
 from notifiers.telegram_chats import RADII, ChatSubscriptions, Choice, parse_code, round_point, safest, subscription_for
 from notifiers.telegram_texts import LANGS, area_text, distance, lang_of, places_html, subscriptions_html, t
@@ -56,7 +60,7 @@ App = Application[Any, Any, Any, Any, Any, Any]
 ALLOWED_UPDATES = ("message", "callback_query")
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name
 MAX_UPDATE_BYTES = 1024 * 1024
-COMMANDS = ("start", "near", "list", "stop", "resume", "forget", "lang", "help")
+COMMANDS = ("start", "near", "list", "stop", "resume", "forget", "lang", "help", "digest", "quiet")
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +167,34 @@ class VigieBot:
         chat_id, message = self._chat(update)
         resumed = await self.chats.resume(chat_id)
         await message.reply_text(t(self.lang(update, context), "resumed", n=len(resumed)), parse_mode=ParseMode.HTML)
+
+    async def on_digest(self, update: Update, context: Context) -> None:
+        chat_id, message = self._chat(update)
+        lang = self.lang(update, context)
+        try:
+            hours = digest_option(" ".join(context.args or []) or "?")
+        except SubscriptionError:
+            await message.reply_text(t(lang, "bad_digest"))
+            return
+        n = len(await self.chats.of(chat_id))
+        await self.chats.digest(chat_id, hours)
+        text = t(lang, "digest_set", n=n, hours=hours) if hours else t(lang, "digest_off", n=n)
+        await message.reply_text(text if n else t(lang, "empty"), parse_mode=ParseMode.HTML)
+
+    async def on_quiet(self, update: Update, context: Context) -> None:
+        chat_id, message = self._chat(update)
+        lang = self.lang(update, context)
+        try:
+            window = quiet_option(" ".join(context.args or []) or "?")
+        except SubscriptionError:
+            await message.reply_text(t(lang, "bad_quiet"))
+            return
+        mine = await self.chats.of(chat_id)
+        await self.chats.quiet(chat_id, window)
+        zone = mine[0].timezone if mine else DEFAULT_TIMEZONE
+        text = t(lang, "quiet_set", n=len(mine), window=window, timezone=zone) if window else \
+            t(lang, "quiet_off", n=len(mine))
+        await message.reply_text(text if mine else t(lang, "empty"), parse_mode=ParseMode.HTML)
 
     async def on_forget(self, update: Update, context: Context) -> None:
         chat_id, message = self._chat(update)

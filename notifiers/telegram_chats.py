@@ -163,6 +163,14 @@ class ChatSubscriptions:
         return await self._update(chat_id, lambda s: replace(s, disabled_reason=None)
                                   if s.disabled_reason == BLOCKED else s)
 
+    async def digest(self, chat_id: int, hours: int) -> list[Subscription]:
+        """Every alert of the chat grouped every `hours` hours (0: each at once)."""
+        return await self._update(chat_id, lambda s: replace(s, digest_hours=hours))
+
+    async def quiet(self, chat_id: int, window: str) -> list[Subscription]:
+        """Every alert of the chat held during `window` ("22:00-07:00"; "": never)."""
+        return await self._update(chat_id, lambda s: replace(s, quiet_hours=window))
+
     async def relabel(self, chat_id: int, lang: str) -> list[Subscription]:
         return await self._update(chat_id, lambda s: replace(s, lang=lang))
 

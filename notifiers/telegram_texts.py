@@ -19,6 +19,7 @@ TEXTS: dict[str, dict[str, str]] = {
                    "📍 <b>Partagez votre position</b> pour voir les 5 établissements les mieux notés à proximité.\n"
                    "/near 75004 : être alerté pour un code postal (ou /near commune 75104)\n"
                    "/list : vos alertes · /stop : les mettre en pause · /forget : tout effacer\n"
+                   "/digest 6h : les recevoir groupées · /quiet 22:00-07:00 : heures calmes\n"
                    "/lang en : English",
         "share": "📍 Partager ma position",
         "back": "Vous avez débloqué Vigie : {n} alerte(s) sont de nouveau actives.",
@@ -39,7 +40,17 @@ TEXTS: dict[str, dict[str, str]] = {
         "resumed": "▶️ {n} alerte(s) réactivée(s).",
         "forgot": "🗑 Tout est effacé : {n} alerte(s) supprimée(s). Vigie ne garde rien d'autre sur vous.",
         "lang": "Je vous parlerai en français.",
-        "help": "Partagez votre position (📎 → Position), ou /near 75004, /list, /stop, /resume, /forget, /lang en.",
+        "help": "Partagez votre position (📎 → Position), ou /near 75004, /list, /stop, /resume, /forget, "
+                "/digest 6h, /quiet 22:00-07:00, /lang en.",
+        "digest_set": "🗞 Vos {n} alerte(s) arriveront groupées toutes les {hours} h (les urgentes tout de suite). "
+                      "/digest off pour les recevoir une par une.",
+        "digest_off": "Vos {n} alerte(s) arriveront de nouveau une par une.",
+        "quiet_set": "🌙 Heures calmes {window} ({timezone}) pour {n} alerte(s) : elles attendront la fin "
+                     "(les urgentes arrivent quand même). /quiet off pour les retirer.",
+        "quiet_off": "Plus d'heures calmes pour vos {n} alerte(s).",
+        "bad_digest": "Donnez un nombre d'heures de 1 à 24, par exemple /digest 6h, ou /digest off.",
+        "bad_quiet": "Donnez une plage horaire, par exemple /quiet 22:00-07:00, ou /quiet off.",
+        "every": "groupées toutes les {hours} h", "calm": "calme {window}",
         "active": "active", "paused": "en pause", "disabled": "suspendue",
         "around": "{radius} autour de {lat}, {lon}", "postcode": "code postal {code}", "commune": "commune {code}",
         "inspected": "contrôle du {date}",
@@ -50,6 +61,7 @@ TEXTS: dict[str, dict[str, str]] = {
                    "📍 <b>Share your location</b> to see the 5 best-rated places nearby.\n"
                    "/near 75004: alerts for a postcode (or /near commune 75104)\n"
                    "/list: your alerts · /stop: pause them · /forget: delete everything\n"
+                   "/digest 6h: get them grouped · /quiet 22:00-07:00: quiet hours\n"
                    "/lang fr: français",
         "share": "📍 Share my location",
         "back": "You unblocked Vigie: {n} alert(s) are active again.",
@@ -69,7 +81,17 @@ TEXTS: dict[str, dict[str, str]] = {
         "resumed": "▶️ {n} alert(s) resumed.",
         "forgot": "🗑 Everything is deleted: {n} alert(s) removed. Vigie keeps nothing else about you.",
         "lang": "I will speak English.",
-        "help": "Share your location (📎 → Location), or /near 75004, /list, /stop, /resume, /forget, /lang fr.",
+        "help": "Share your location (📎 → Location), or /near 75004, /list, /stop, /resume, /forget, "
+                "/digest 6h, /quiet 22:00-07:00, /lang fr.",
+        "digest_set": "🗞 Your {n} alert(s) will come grouped every {hours} h (urgent ones at once). "
+                      "/digest off to get them one by one.",
+        "digest_off": "Your {n} alert(s) will come one by one again.",
+        "quiet_set": "🌙 Quiet hours {window} ({timezone}) for {n} alert(s): they will wait until the end "
+                     "(urgent ones still come). /quiet off to remove them.",
+        "quiet_off": "No more quiet hours for your {n} alert(s).",
+        "bad_digest": "Give a number of hours from 1 to 24, for example /digest 6h, or /digest off.",
+        "bad_quiet": "Give a time range, for example /quiet 22:00-07:00, or /quiet off.",
+        "every": "grouped every {hours} h", "calm": "quiet {window}",
         "active": "active", "paused": "paused", "disabled": "suspended",
         "around": "{radius} around {lat}, {lon}", "postcode": "postcode {code}", "commune": "commune {code}",
         "inspected": "inspected on {date}",
@@ -126,8 +148,16 @@ def status(subscription: Subscription, lang: str) -> str:
     return t(lang, "paused" if subscription.paused else "active")
 
 
+def timing_text(subscription: Subscription, lang: str) -> str:
+    """` · grouped every 6 h · quiet 22:00-07:00`, or nothing when each alert goes at once."""
+    parts = [*([t(lang, "every", hours=subscription.digest_hours)] if subscription.digest_hours else []),
+             *([t(lang, "calm", window=subscription.quiet_hours)] if subscription.quiet_hours else [])]
+    return "".join(f" · {part}" for part in parts)
+
+
 def subscriptions_html(subscriptions: Sequence[Subscription], lang: str) -> str:
     if not subscriptions:
         return t(lang, "empty")
-    rows = [f"• {html.escape(area_text(s.area, lang))} — {status(s, lang)}" for s in subscriptions]
+    rows = [f"• {html.escape(area_text(s.area, lang))} — {status(s, lang)}{timing_text(s, lang)}"
+            for s in subscriptions]
     return "\n".join([t(lang, "list", n=len(subscriptions)), *rows])

@@ -264,3 +264,29 @@ async def test_webhook_mode_refuses_a_wrong_secret_token(api: FakeTelegramApi, s
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
+
+
+@pytest.mark.usefixtures("bot")
+async def test_digest_and_quiet_hours_from_the_chat(api: FakeTelegramApi, store: SubscriptionStore) -> None:
+    lou = FakeUser(5151, "Lou", "fr")
+    assert "aucune alerte" in (await reply(api, lou, "/digest 6h")).text
+    offer = await reply(api, lou, "/near 75004")
+    seen = len(api.to(lou.id))
+    await api.tap(lou, offer, offer.buttons()[0][1])
+    assert "Alerte créée" in (await api.wait_for_message(lou.id, seen)).text
+
+    assert "toutes les 6 h" in (await reply(api, lou, "/digest 6h")).text
+    assert "22:00-07:00 (Europe/Paris)" in (await reply(api, lou, "/quiet 22h00-7h00")).text
+    [sub] = await store.all()
+    assert (sub.digest_hours, sub.quiet_hours) == (6, "22:00-07:00")
+    listed = (await reply(api, lou, "/list")).text
+    assert "code postal 75004 — active · groupées toutes les 6 h · calme 22:00-07:00" in listed
+
+    for bad, answer in (("/digest 30h", "de 1 à 24"), ("/digest", "de 1 à 24"), ("/quiet 25:00-07:00", "plage"),
+                        ("/quiet", "plage")):
+        assert answer in (await reply(api, lou, bad)).text
+    assert "une par une" in (await reply(api, lou, "/digest off")).text
+    assert "Plus d'heures calmes" in (await reply(api, lou, "/quiet off")).text
+    [sub] = await store.all()
+    assert (sub.digest_hours, sub.quiet_hours, sub.active) == (0, "", True)
+    assert "calme" not in (await reply(api, lou, "/list")).text
