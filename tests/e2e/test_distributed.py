@@ -109,6 +109,13 @@ class Deployment:
         self.procs[name] = proc
         return proc
 
+    async def start_roles(self, *, workers: int, notifiers: int, channel: str = "webhook") -> None:
+        """`workers` stream workers (streams-1…) and `notifiers` notifiers of `channel` (notifier-1…)."""
+        for n in range(1, workers + 1):
+            await self.start(f"streams-{n}", "streams", "worker")
+        for n in range(1, notifiers + 1):
+            await self.start(f"notifier-{n}", "notifier", "--channel", channel)
+
     async def produce_once(self, source: str) -> dict[str, Any]:
         proc = await asyncio.create_subprocess_exec(
             str(VIGIE), "producer", "--once", env=self.env([source]), stdout=asyncio.subprocess.PIPE,
@@ -333,10 +340,7 @@ async def test_scale_out_survives_a_killed_worker_and_a_killed_notifier(
     subscriptions = subscriptions_for(receiver)
     expected = await embedded_alerts(tmp_path, portal, story, subscriptions)
     await deployment.subscribe(subscriptions)
-    for name in ("streams-1", "streams-2"):
-        await deployment.start(name, "streams", "worker")
-    for name in ("notifier-1", "notifier-2"):
-        await deployment.start(name, "notifier", "--channel", "webhook")
+    await deployment.start_roles(workers=2, notifiers=2)
     url = portal.url_for(DATASET_ID)
     portal.publish(DATASET_ID, story.first.rows, modified=story.first.modified)
     await deployment.produce_once(url)

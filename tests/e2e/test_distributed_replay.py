@@ -47,10 +47,7 @@ async def run_distributed(deployment: Deployment, portal: FakePortal, receiver: 
     """The publications through two stream workers on the default table store and two notifiers."""
     deployment.extra_env["VIGIE_STREAMS_STORE"] = ""  # the default: rocksdb:// (rocksdict is installed)
     await deployment.subscribe(subscriptions)
-    for name in ("streams-1", "streams-2"):
-        await deployment.start(name, "streams", "worker")
-    for name in ("notifier-1", "notifier-2"):
-        await deployment.start(name, "notifier", "--channel", "webhook")
+    await deployment.start_roles(workers=2, notifiers=2)
     url = portal.url_for(DATASET_ID)
     for snapshot in snapshots:
         portal.publish(DATASET_ID, snapshot.rows, modified=snapshot.modified)

@@ -198,9 +198,7 @@ async def test_the_distributed_runtime_holds_and_releases_as_the_embedded_one(
     assert len({key for _, key, _ in released}) >= len(moved)
     deployment.extra_env["VIGIE_STREAMS_STORE"] = ""  # the default table store
     await deployment.subscribe(subscriptions)
-    for name in ("streams-1", "streams-2"):
-        await deployment.start(name, "streams", "worker")
-    await deployment.start("notifier", "notifier", "--channel", "webhook")
+    await deployment.start_roles(workers=2, notifiers=1)
     url = portal.url_for(DATASET_ID)
     for published, modified in zip((first, second), MODIFIED, strict=True):
         portal.publish(DATASET_ID, published, modified=modified)
