@@ -176,7 +176,7 @@ class Noting:
         await self._channels.send_merged(deliveries)
 
 
-@pytest.mark.parametrize("burst", [20, 70])
+@pytest.mark.parametrize("burst", [20, 70, 200])
 async def test_a_burst_to_one_channel_is_merged_and_paced(channels: Channels, slack: FakeSlackApi,
                                                           burst: int) -> None:
     deliveries = [alert("slack://C0VIGIE01", n, label="Bureau" if n % 3 else "") for n in range(burst)]
