@@ -89,6 +89,6 @@ class CsvSource(HttpSource):
         try:
             if response.content_type == "text/html":
                 raise UnreadableContent(f"{mask(url)} answered an HTML page, not CSV")
-            return await read_all(response)
+            return await read_all(response, self.downloaded)
         finally:
             response.release()

@@ -4,6 +4,10 @@ Retry policy is data (`RetryPolicy`): 429, 5xx and connection errors are retried
 backoff and jitter; a server's own wait (`Retry-After`, the Opendatasoft 429 body's `reset_time`) is
 honoured as given, capped by `max_wait`. Only opening a response is retried: a body that breaks
 midway is reported as a TruncatedDownload, never silently downloaded twice.
+
+Progress of a long download is reported, never printed: a source's `report_downloads(callback)` has every body it
+streams call `callback(received, total)` per chunk (total: the Content-Length, None when unknown or compressed)
+and once more as `callback(received, received)` when the body is complete (runtime/progress.py draws the bar).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ log = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
 Clock = Callable[[], datetime]
+Downloaded = Callable[[int, int | None], None]  # (bytes received, total or None); received == total: done
 CHUNK = 1 << 16
 _ERROR_BODY_LIMIT = 4096
 
@@ -138,20 +143,30 @@ def _check_length(response: aiohttp.ClientResponse, received: int) -> None:
         raise TruncatedDownload(f"body has {received} bytes, Content-Length says {declared}")
 
 
-async def iter_chunks(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """The body in chunks; a connection lost midway or a short body raises TruncatedDownload."""
-    received = 0
+def _declared(response: aiohttp.ClientResponse) -> int | None:
+    """The body's length when known before reading it (not for a compressed body: that counts encoded bytes)."""
+    return None if "Content-Encoding" in response.headers else response.content_length
+
+
+async def iter_chunks(response: aiohttp.ClientResponse, progress: Downloaded | None = None) -> AsyncIterator[bytes]:
+    """The body in chunks; a connection lost midway or a short body raises TruncatedDownload. `progress` is told
+    the bytes received after each chunk, and `(received, received)` at the end of a complete body."""
+    received, total = 0, _declared(response)
     try:
         async for chunk in response.content.iter_chunked(CHUNK):
             received += len(chunk)
+            if progress is not None:
+                progress(received, total)
             yield chunk
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise TruncatedDownload(f"connection lost after {received} bytes: {type(exc).__name__}") from exc
     _check_length(response, received)
+    if progress is not None:
+        progress(received, received)
 
 
-async def read_all(response: aiohttp.ClientResponse) -> bytes:
-    return b"".join([chunk async for chunk in iter_chunks(response)])
+async def read_all(response: aiohttp.ClientResponse, progress: Downloaded | None = None) -> bytes:
+    return b"".join([chunk async for chunk in iter_chunks(response, progress)])
 
 
 def client_timeout(*, connect: float, read: float, total: float | None) -> aiohttp.ClientTimeout:
@@ -174,6 +189,11 @@ class HttpSource:
         self.url = mask(url)
         self._session = session
         self._own_session = session is None
+        self.downloaded: Downloaded | None = None
+
+    def report_downloads(self, callback: Downloaded | None) -> None:
+        """Have long downloads tell `callback(received, total)` as they go (None: stop telling)."""
+        self.downloaded = callback
 
     def geturl(self, *, privacy: bool = True) -> str:
         """The source URL; with `privacy` (default) its secrets are masked."""

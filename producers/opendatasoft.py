@@ -189,7 +189,7 @@ class OdsSource(HttpSource):
         response = await self._open(f"{self._base}/exports/jsonl", self._params, self._timeout)
         tail = b""
         try:
-            async for chunk in iter_chunks(response):
+            async for chunk in iter_chunks(response, self.downloaded):
                 lines = (tail + chunk).split(b"\n")
                 tail = lines.pop()
                 self._parse_lines(lines, download)
@@ -219,7 +219,7 @@ class OdsSource(HttpSource):
     async def _csv(self, download: _Download) -> None:
         response = await self._open(f"{self._base}/exports/csv", {**self._params, "delimiter": ";"}, self._timeout)
         try:
-            data = await read_all(response)
+            data = await read_all(response, self.downloaded)
         finally:
             response.release()
         table = await asyncio.to_thread(parse_csv, data)

@@ -34,6 +34,7 @@ from runtime.embedded import Embedded
 from runtime.errors import UsageError, fail
 from runtime.logs import configure
 from runtime.metrics import serving
+from runtime.progress import DownloadBars
 from runtime.republish import republisher
 from runtime.settings import Settings
 from runtime.wiring import subscription_store, webhook_guard
@@ -74,8 +75,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 async def _run_once(settings: Settings) -> dict[str, Any]:
     async with Embedded(settings, console=sys.stdout) as vigie:
         vigie.on_poll(poll_line(err))
-        async with serving(vigie.metrics, settings.metrics_host, settings.metrics_port):
-            return (await vigie.run_once()).to_dict()
+        with DownloadBars(err) as bars:
+            vigie.on_download(bars.reporter)
+            async with serving(vigie.metrics, settings.metrics_host, settings.metrics_port):
+                return (await vigie.run_once()).to_dict()
 
 
 async def _run_forever(settings: Settings) -> None:
@@ -86,10 +89,12 @@ async def _run_forever(settings: Settings) -> None:
     err.print(f"vigie: watching {len(settings.sources)} source(s) every {settings.poll_interval:g}s; Ctrl-C stops")
     async with Embedded(settings, console=sys.stdout) as vigie:
         vigie.on_poll(poll_line(err))
-        async with serving(vigie.metrics, settings.metrics_host, settings.metrics_port) as port:
-            if port is not None:
-                err.print(f"vigie: metrics on http://{settings.metrics_host}:{port}/metrics")
-            await vigie.run_forever(stop)
+        with DownloadBars(err) as bars:
+            vigie.on_download(bars.reporter)
+            async with serving(vigie.metrics, settings.metrics_host, settings.metrics_port) as port:
+                if port is not None:
+                    err.print(f"vigie: metrics on http://{settings.metrics_host}:{port}/metrics")
+                await vigie.run_forever(stop)
 
 
 def _subscription_input(args: argparse.Namespace) -> SubscriptionIn:

@@ -32,6 +32,7 @@ from notifiers.failing import EndpointWatch
 from notifiers.ratelimit import DEFAULT_RATES, Rate, RateLimiter
 from notifiers.worker import DrainResult, OutboxWorker
 from producers import adapter_for, open_source
+from producers.http import Downloaded, HttpSource
 from producers.urls import mask as mask_source
 from runtime.bots import serve_bots
 from runtime.metrics import Metrics, poll_outcome
@@ -108,6 +109,12 @@ class Embedded:
     def on_progress(self, progress: Progress) -> None:
         """Called as `progress(stage, detail)` while polling and delivering (the demo's progress bar)."""
         self._progress = progress
+
+    def on_download(self, reporter: Callable[[str], Downloaded]) -> None:
+        """Every HTTP source reports its downloads' progress to `reporter(dataset)` (`vigie run`'s bars)."""
+        for source, adapter in self._sources.values():
+            if isinstance(source, HttpSource):
+                source.report_downloads(reporter(adapter.dataset))
 
     async def __aenter__(self) -> Embedded:
         s = self.settings

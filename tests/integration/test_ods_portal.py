@@ -284,3 +284,34 @@ async def test_nothing_escapes_fetch_even_for_nonsense_metadata() -> None:
         await runner.cleanup()
     assert raw.complete is False
     assert (raw.problem or "").startswith("unexpected TypeError")
+
+
+async def progress_of(portal: FakePortal, sleeps: Sleeps) -> tuple[RawSnapshot, list[tuple[int, int | None]]]:
+    told: list[tuple[int, int | None]] = []
+    source = OdsSource(portal.url_for(DATASET_ID), retry=RetryPolicy(sleep=sleeps, clock=lambda: NOW))
+    source.report_downloads(lambda received, total: told.append((received, total)))
+    try:
+        return await source.fetch(None), told
+    finally:
+        await source.aclose()
+
+
+@pytest.mark.parametrize("export", ["jsonl", "csv"])
+async def test_a_download_reports_its_progress(portal: FakePortal, sleeps: Sleeps, export: str) -> None:
+    if export == "csv":
+        portal.disable_export("jsonl")
+    raw, told = await progress_of(portal, sleeps)
+    assert raw.complete
+    received = [r for r, _ in told]
+    assert len(told) > 2
+    assert received == sorted(received)
+    assert told[-1] == (received[-1], received[-1])  # the end is told
+    assert {total for _, total in told[:-1]} <= {None, received[-1]}
+
+
+async def test_a_cut_download_never_reports_an_end(portal: FakePortal, sleeps: Sleeps) -> None:
+    portal.truncate_next(declare_length=True)
+    raw, told = await progress_of(portal, sleeps)
+    assert not raw.complete
+    assert told
+    assert all(total is None or received < total for received, total in told)
