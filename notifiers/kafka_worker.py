@@ -118,6 +118,7 @@ class KafkaNotifier:
                                           linger_ms=2, client_id=f"{conf.group}-requeue")
         self.sent = 0
         self.last_poll = 0.0
+        self.consumers: dict[str, AIOKafkaConsumer] = {}  # by group, once running
 
     def _consumer(self, topic: str, group: str) -> AIOKafkaConsumer:
         # a fetch waits for FETCH_MIN_BYTES or FETCH_WAIT_MS: a few fetches a second for a trickle, not one a message
@@ -128,6 +129,7 @@ class KafkaNotifier:
                                     max_poll_interval_ms=300_000, fetch_min_bytes=FETCH_MIN_BYTES,
                                     fetch_max_wait_ms=FETCH_WAIT_MS)
         consumer.subscribe([topic])
+        self.consumers[group] = consumer  # runtime reads their lag (notifiers/kafka_lag.py)
         return consumer
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -53,8 +53,9 @@ from producers.digests import RedisDigests
 from producers.kafka_publisher import KafkaPublisher, Published, RedisSourceState, SnapshotProducer
 from runtime.health import Problems, read_problems, watch_store
 from runtime.incidents import ProducerIncidents, poll_source
+from runtime.lag import agents_lag, notifier_lag
 from runtime.logs import configure
-from runtime.metrics import Metrics, count_published, serving
+from runtime.metrics import Metrics, count_published, sample_lag, serving
 from runtime.settings import Settings
 from runtime.telegram import disabler, run_bot, telegram_options
 from runtime.wiring import retry_policy, subscription_store, webhook_guard
@@ -240,12 +241,13 @@ async def run_streams(s: DistributedSettings) -> None:
                 match=lambda change: streams.feed.index.match(change),  # noqa: PLW0108 - the feed swaps its index
                 ready=streams.feed.ready.wait,
                 report=problems.reporter("gate"))
-    stop = asyncio.Event()
+    stop, metrics = asyncio.Event(), Metrics()
     tasks = [asyncio.create_task(updater.run(stop)), asyncio.create_task(gate.run(stop)),
              asyncio.create_task(watch_store(subscriptions, lambda: len(streams.feed.index),
-                                             problems.reporter("subscriptions"), stop))]
+                                             problems.reporter("subscriptions"), stop)),
+             asyncio.create_task(sample_lag(metrics, agents_lag(streams), stop))]
     try:
-        async with serving(Metrics(), s.metrics_host, s.metrics_port):  # process series; changes: vigie run's
+        async with serving(metrics, s.metrics_host, s.metrics_port):  # process series, lag; changes: vigie run's
             await streams.run()
     finally:
         stop.set()
@@ -290,6 +292,7 @@ async def run_notifier(s: DistributedSettings, channel: str) -> None:
             async with serving(metrics, s.metrics_host, s.metrics_port), asyncio.TaskGroup() as tasks:
                 tasks.create_task(_heartbeat(s.heartbeat(f"notifier-{channel}"), stop))
                 tasks.create_task(worker.run(stop))
+                tasks.create_task(sample_lag(metrics, notifier_lag(worker), stop))
         finally:
             await channels.aclose()
             await guard.aclose()

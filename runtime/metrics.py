@@ -3,12 +3,16 @@
 
 The series are fed from outcomes the runtimes already have: a poll's Outcome (embedded) or Published (producer),
 and each delivery's outcome from the outbox worker or the Kafka notifier (`notifiers.worker.Observe`).
+Kafka consumer lag is sampled every LAG_EVERY_S seconds from the consumers' own state (`sample_lag`), never asked
+of the broker when Prometheus scrapes.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -34,6 +38,8 @@ if TYPE_CHECKING:  # the producer role's, with the kafka extra; vigie run does w
 log = logging.getLogger(__name__)
 LAG_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 24 * 3600, 7 * 24 * 3600)
 POLL_OUTCOMES = ("ok", "unchanged", "incomplete", "failed")
+LAG_EVERY_S = 5.0
+ConsumerLag = Mapping[tuple[str, str, int], int]  # (group, topic, partition) → records behind
 
 
 class Metrics:
@@ -63,6 +69,19 @@ class Metrics:
                              "delivery", ["channel"], buckets=LAG_BUCKETS, registry=r)
         self.last_poll = Gauge("vigie_last_poll_timestamp_seconds", "When a source was last polled", ["source"],
                                registry=r)
+        self.consumer_lag = Gauge("vigie_kafka_consumer_lag", "Records behind the end of each assigned partition, by "
+                                  "consumer group (stream workers: not processed; notifiers: not fetched)",
+                                  ["group", "topic", "partition"], registry=r)
+        self._lagging: set[tuple[str, str, str]] = set()
+
+    def lagged(self, lag: ConsumerLag) -> None:
+        """The current lag of every assigned partition; partitions no longer assigned lose their series."""
+        now = {(group, topic, str(partition)): behind for (group, topic, partition), behind in lag.items()}
+        for gone in self._lagging - now.keys():
+            self.consumer_lag.remove(*gone)
+        for labels, behind in now.items():
+            self.consumer_lag.labels(*labels).set(behind)
+        self._lagging = set(now)
 
     def polled(self, source: str, dataset: str, outcome: str, *, rows: int, quarantined: int,
                ops: Mapping[str, int] | None = None, kinds: Mapping[str, int] | None = None,
@@ -89,6 +108,18 @@ class Metrics:
         elif outcome == "delivered":
             lag = ((now or datetime.now(UTC)) - delivery.change.detected_at).total_seconds()
             self.lag.labels(channel).observe(max(0.0, lag))
+
+
+async def sample_lag(metrics: Metrics, read: Callable[[], Awaitable[ConsumerLag]], stop: asyncio.Event,
+                     every: float = LAG_EVERY_S) -> None:
+    """Until `stop`: the consumer lag `read()` gives, into the gauge, every `every` seconds."""
+    while not stop.is_set():
+        try:
+            metrics.lagged(await read())
+        except Exception:  # a sample missed is no reason to stop the role
+            log.warning("consumer lag not sampled", exc_info=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
 
 
 def count_published(metrics: Metrics, dataset: str, published: Published) -> None:

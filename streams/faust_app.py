@@ -202,6 +202,10 @@ class Streams:
         except Exception:  # a commit that fails is retried on the next tick; a crash would stop the worker
             log.exception("committing the agents' offsets failed")
 
+    def lag(self) -> dict[tuple[str, int], int]:
+        """The agents' records not processed yet, per partition (from faust's consumer, no broker call)."""
+        return self.positions.lag(self._highwater)
+
     def _highwater(self, tp: tuple[str, int]) -> int | None:
         try:
             found: int | None = cast(Any, self.app.consumer).highwater(TP(*tp))

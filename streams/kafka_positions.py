@@ -71,6 +71,12 @@ class Positions:
                 self.done[tp] = max(self.done[tp], event.message.offset + 1)
                 self._moved[tp] = now
 
+    def lag(self, highwater: Callable[[Partition], int | None]) -> dict[Partition, int]:
+        """Records not processed yet per assigned partition: the consumer's last fetched end of the partition
+        (`highwater`, None before its first fetch: left out) minus the next offset to process."""
+        ends = {tp: highwater(tp) for tp in self.done}
+        return {tp: max(end - self.done[tp], 0) for tp, end in ends.items() if end is not None}
+
     def stalled(self, highwater: Callable[[Partition], int | None], after: float) -> dict[Partition, int]:
         """Partitions with records waiting that made no progress for `after` seconds (a fetch that went quiet
         after a rebalance): the offsets to read them again from. Each is reported once per `after` seconds."""

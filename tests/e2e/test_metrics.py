@@ -107,3 +107,36 @@ async def test_the_producer_role_serves_its_metrics(tmp_path: Path,
     await until(published, "the producer's first poll counted", deadline_s=90)
     assert samples[("vigie_rows_total", (("dataset", "alimconfiance"),))] == ROWS
     assert ("process_resident_memory_bytes", ()) in samples
+
+
+async def test_the_stream_worker_and_the_notifier_serve_their_consumer_lag(
+        tmp_path: Path, process: list[asyncio.subprocess.Process]) -> None:
+    tag = uuid.uuid4().hex[:8]
+    env = {**os.environ, "VIGIE_BUS": f"kafka://{services.kafka_bootstrap_servers()}",
+           "VIGIE_STORE": services.redis_url(), "VIGIE_TOPIC_PREFIX": f"lag-{tag}.", "VIGIE_APP_ID": tag,
+           "VIGIE_NAMESPACE": f"lag-{tag}", "VIGIE_DATA_DIR": str(tmp_path / "data"), "VIGIE_SOURCES": SOURCE,
+           "VIGIE_PARTITIONS": "1"}
+    worker_port, notifier_port = free_port(), free_port()
+    roles = [await start(process, {**env, "VIGIE_METRICS_PORT": str(worker_port)}, tmp_path, "streams", "worker"),
+             await start(process, {**env, "VIGIE_METRICS_PORT": str(notifier_port)}, tmp_path, "notifier",
+                         "--channel", "console"),
+             await start(process, env, tmp_path, "producer")]
+    lags: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+
+    async def lag_of(port: int, name: str) -> bool:
+        for role in roles:
+            assert role.returncode is None, (await role.stderr.read()).decode() if role.stderr else ""
+        lags[name] = {labels: value for (sample, labels), value in (await scrape(port)).items()
+                      if sample == "vigie_kafka_consumer_lag"}
+        return bool(lags[name])
+
+    records = (("group", tag), ("partition", "0"), ("topic", f"lag-{tag}.records.alimconfiance"))
+
+    async def served() -> bool:  # the diff agent's records partition, nothing left behind once it read its end
+        return await lag_of(worker_port, "streams") and lags["streams"].get(records) == 0
+
+    await until(served, "the stream worker's lag on the records topic", deadline_s=120)
+    await until(lambda: lag_of(notifier_port, "notifier"), "the notifier's lag series", deadline_s=60)
+    assert {dict(labels)["group"] for labels in lags["notifier"]} <= {f"{tag}-notifier-console",
+                                                                      f"{tag}-notifier-console-retry"}
+    assert all(value >= 0 for value in lags["notifier"].values())

@@ -101,3 +101,11 @@ def test_a_partition_whose_records_stopped_coming_is_read_again_once_per_period(
     clock.now = 15.0
     assert positions.stalled(highwater, after=10.0) == {}
     assert offsets(positions.admit(events(0, 6)).events) == [(0, 6)]
+
+
+def test_lag_is_the_fetched_end_minus_what_was_processed() -> None:
+    positions = Positions(Clock())
+    positions.reset({(TOPIC, 0): 10, (TOPIC, 1): 0, (TOPIC, 2): 4})
+    positions.processed(events(0, 10, 11))
+    ends = {(TOPIC, 0): 20, (TOPIC, 1): None, (TOPIC, 2): 4}
+    assert positions.lag(ends.get) == {(TOPIC, 0): 8, (TOPIC, 2): 0}  # partition 1 not fetched yet: left out
