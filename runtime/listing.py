@@ -2,12 +2,11 @@
 
 The JSON listing keeps every key it had (id, destination, area, kinds, min_rating, lang, paused, disabled_reason)
 and adds one flat key per field a user may set, named as the API names them (label, datasets, rating_at_most,
-activities, where in its JSON form, digest, quiet, timezone); `batch` appears once subscriptions have one.
+activities, where in its JSON form, digest, quiet, timezone, batch).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -30,19 +29,8 @@ def listed(subscription: Subscription, mask: Callable[[str], str]) -> dict[str, 
         "label": subscription.label, "datasets": sorted(f.datasets), "rating_at_most": f.max_rating,
         "activities": sorted(f.activities), "where": None if f.where is None else to_json(f.where),
         "digest": subscription.digest_hours or None, "quiet": subscription.quiet_hours,
-        "timezone": subscription.timezone}
-    batch = _batch(subscription)
-    if batch is not None:
-        data["batch"] = batch
+        "timezone": subscription.timezone, "batch": subscription.batch}
     return data
-
-
-def _batch(subscription: Subscription) -> Any:
-    """The subscription's batch settings when the model has them (None otherwise), as plain data."""
-    batch = getattr(subscription, "batch", None)
-    if dataclasses.is_dataclass(batch) and not isinstance(batch, type):
-        return dataclasses.asdict(batch)
-    return batch or None
 
 
 def describe_area(subscription: Subscription) -> str:
@@ -69,8 +57,8 @@ def describe_filter(subscription: Subscription) -> str:
 
 
 def describe_timing(subscription: Subscription) -> str:
-    batch = _batch(subscription)
-    return timing(subscription) + (f"; batch {batch}" if batch is not None else "")
+    """`at once`, `digest every 6h, quiet 22:00-07:00 (Europe/Paris)`, then `; batched` for batch webhooks."""
+    return timing(subscription) + ("; batched" if subscription.batch else "")
 
 
 def table(subscriptions: list[Subscription], mask: Callable[[str], str]) -> Table:

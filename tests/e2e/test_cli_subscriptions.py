@@ -39,7 +39,7 @@ def test_subscribe_list_unsubscribe(tmp_path: Path) -> None:
                        "kinds": [], "min_rating": None, "lang": "en", "paused": False,
                        "disabled_reason": None, "label": "", "datasets": [], "rating_at_most": None,
                        "activities": [], "where": None, "digest": None, "quiet": "",
-                       "timezone": "Europe/Paris"}]
+                       "timezone": "Europe/Paris", "batch": False}]
     assert vigie(tmp_path, "unsubscribe", sub_id).returncode == 0
     again = vigie(tmp_path, "unsubscribe", sub_id)
     assert again.returncode == 1
@@ -67,13 +67,18 @@ def test_listing_shows_every_field_a_user_sets(tmp_path: Path) -> None:
 
 
 def test_webhook_secret_is_generated_printed_once_and_works(tmp_path: Path) -> None:
-    made = vigie(tmp_path, "subscribe", "--to", "webhook+https://partner.example/hook", "--departement", "69")
+    made = vigie(tmp_path, "subscribe", "--to", "webhook+https://partner.example/hook", "--departement", "69",
+                 "--batch")
     assert made.returncode == 0, made.stderr
     secret = next(word for word in made.stdout.split() if word.startswith("whsec_"))
     Webhook(secret)  # a valid Standard Webhooks secret
     listing = vigie(tmp_path, "subscriptions", "list").stdout
     assert secret not in listing
     assert "departement 69" in listing
+    assert "at once; batched" in listing
+    [listed] = json.loads(vigie(tmp_path, "subscriptions", "list", "--json").stdout)
+    assert listed["batch"] is True
+    assert secret not in json.dumps(listed)
 
 
 @pytest.mark.parametrize(("args", "message"), [
