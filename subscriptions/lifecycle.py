@@ -1,11 +1,11 @@
 """Changing a subscription after it was made: PATCH /v1/subscriptions/{id}, and rotating its webhook secret.
 
 A patch names only what changes. Any area field replaces the whole area (one area per subscription, as at
-creation); `kinds`, `datasets`, `rating_at_least`, `rating_at_most`, `activities`, `where` (null: none), `lang`,
-`label`, `digest` (0: none), `quiet` (empty: none), `timezone` and `batch` replace theirs; `paused` pauses or resumes
-(resuming also clears a `disabled_reason`: the owner says the endpoint works again). The destination and the
-secret do not change here. The result is validated exactly as a new subscription is (SubscriptionIn), so every
-invalid field is a 422 naming its path.
+creation); `kinds`, `datasets`, `rating_at_least`, `rating_at_most`, `activities`, `where` (null: none; null
+kinds, datasets or activities: any), `lang`, `label`, `digest` (0: none), `quiet` (empty: none), `timezone` and
+`batch` replace theirs; `paused` pauses or resumes (resuming also clears a `disabled_reason`: the owner says the
+endpoint works again). The destination and the secret do not change here. The result is validated exactly as a
+new subscription is (SubscriptionIn), so every invalid field is a 422 naming its path.
 
 `rotated` gives a webhook subscription a new secret; the old one keeps signing (next to the new one) until the
 overlap ends, so a receiver can switch secrets at any moment of it without losing a delivery.
@@ -23,6 +23,8 @@ from core.filters import to_json
 from core.geo import AdminArea, Area, BBox, Circle, Everywhere, Polygon
 from core.model import Subscription
 from subscriptions.schemas import AREA_FIELDS, SubscriptionIn
+
+_SETS = ("kinds", "datasets", "activities")  # null in a patch empties them (no restriction), as [] does
 
 
 class SubscriptionPatch(BaseModel):
@@ -82,7 +84,7 @@ def as_input(subscription: Subscription) -> dict[str, Any]:
 def patched(current: Subscription, body: dict[str, Any]) -> Subscription:
     """`current` with `body` applied; pydantic.ValidationError naming each invalid field."""
     patch = SubscriptionPatch.model_validate(body)
-    given = {name: body[name] for name in body if name != "paused"}
+    given = {name: [] if body[name] is None and name in _SETS else body[name] for name in body if name != "paused"}
     merged = as_input(current)
     if any(name in given for name in (*AREA_FIELDS, "radius_m")):
         merged = {k: v for k, v in merged.items() if k not in (*AREA_FIELDS, "radius_m")}

@@ -115,6 +115,9 @@ async def test_where_activities_and_rating_at_most_are_shown_and_patched(client:
     assert as_json["where"] == {"field": "rating", "gte": 3}
     cleared = await patch(client, sub["id"], {"where": None, "rating_at_most": None, "activities": []})
     assert (cleared["where"], cleared["activities"], cleared["rating_at_most"]) == (None, [], None)
+    await patch(client, sub["id"], {"activities": ["Boulangerie"]})
+    assert (await patch(client, sub["id"], {"activities": None, "kinds": None}))[
+        "activities"] == []  # null: no restriction, as []
 
 
 @pytest.mark.parametrize(("body", "field"), [
