@@ -119,10 +119,15 @@ class ChatSubscriptions:
         return [s for s in await self.store.all() if s.destination == target]
 
     async def add(self, subscription: Subscription) -> bool:
-        """Store it (active); False when the chat already had exactly this one, active."""
+        """Store it (active), with the chat's digest and quiet hours (/digest, /quiet: they apply to the chat);
+        False when the chat already had exactly this one, active."""
         known = await self.store.get(subscription.id)
         if known is not None and known.active and known.area == subscription.area:
             return False
+        peers = [s for s in await self.store.all() if s.destination == subscription.destination]
+        if peers:
+            subscription = replace(subscription, digest_hours=peers[0].digest_hours,
+                                   quiet_hours=peers[0].quiet_hours, timezone=peers[0].timezone)
         await self._put(subscription)
         return True
 

@@ -290,3 +290,9 @@ async def test_digest_and_quiet_hours_from_the_chat(api: FakeTelegramApi, store:
     [sub] = await store.all()
     assert (sub.digest_hours, sub.quiet_hours, sub.active) == (0, "", True)
     assert "calme" not in (await reply(api, lou, "/list")).text
+    await reply(api, lou, "/digest 3h")
+    offer = await reply(api, lou, "/near 75011")  # a later alert follows the chat's settings
+    seen = len(api.to(lou.id))
+    await api.tap(lou, offer, offer.buttons()[0][1])
+    await api.wait_for_message(lou.id, seen)
+    assert sorted((s.digest_hours, s.quiet_hours) for s in await store.all()) == [(3, ""), (3, "")]
