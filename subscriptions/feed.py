@@ -42,7 +42,8 @@ _PREFIX = "v1."
 
 class FeedQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    cursor: str | None = Field(default=None, max_length=200, description="next_cursor of the previous page")
+    cursor: str | None = Field(default=None, min_length=1, max_length=200,
+                               description="next_cursor of the previous page")
     limit: int = Field(default=100, ge=1, le=500)
 
 
@@ -108,7 +109,7 @@ async def changes(request: web.Request) -> web.Response:
         errors = [{"field": ".".join(map(str, e["loc"])), "message": e["msg"]} for e in exc.errors()]
         raise Problem(400, "Invalid Query", "; ".join(f"{e['field']}: {e['message']}" for e in errors),
                       errors=errors) from exc
-    position = decode(query.cursor) if query.cursor else None
+    position = None if query.cursor is None else decode(query.cursor)
     log, index = request.app[LOG], await _tenant_index(request)
     page = FeedPage(events=[], next_cursor=query.cursor, more=False, scanned=0)
     if log is not None:
