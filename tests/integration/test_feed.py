@@ -3,6 +3,7 @@ GET /v1/changes and POST /v1/subscriptions/preview on the API as two tenants; th
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -180,3 +181,25 @@ async def test_the_feed_on_redis_pages_the_stream_like_sqlite(ran: Ran) -> None:
     finally:
         await stream._redis.delete(stream.key, *[k async for k in stream._redis.scan_iter(f"{namespace}:*")])
         await stream.aclose()
+
+
+async def test_random_operations_of_two_tenants_never_leak_through_the_feed(ran: Ran) -> None:
+    clients = {"a": ran.tenants.a, "b": ran.tenants.b}
+    owned = {"a": {ran.herault}, "b": {ran.paris}}
+    rng = random.Random(8)
+    areas: list[dict[str, Any]] = [HERAULT, PARIS, {"departement": "75"}, {"everywhere": True}]
+    for _ in range(12):
+        tenant = rng.choice("ab")
+        action = rng.choice(["create", "pause", "delete"])
+        if action == "create":
+            owned[tenant].add(await subscribe(clients[tenant], ran.receiver.url("walk"), rng.choice(areas)))
+        elif owned[tenant]:
+            sid = rng.choice(sorted(owned[tenant]))
+            if action == "delete":
+                assert (await clients[tenant].delete(f"/v1/subscriptions/{sid}")).status == 204
+                owned[tenant].discard(sid)
+            else:
+                await clients[tenant].patch(f"/v1/subscriptions/{sid}", json={"paused": True})
+        for who, client in clients.items():
+            seen = {e["data"]["subscription_id"] for e in await walk(client, 500)}
+            assert seen <= owned[who]
