@@ -115,9 +115,9 @@ class Auth:
             raise _unauthorized("unknown or revoked API key")
         return Caller(stored.tenant, stored.scopes, stored.id)
 
-    def admit(self, caller: Caller, method: str) -> None:
-        """403 without the scope `method` needs, 429 beyond the caller's rate."""
-        scope = "read" if method in ("GET", "HEAD") else "write"
+    def admit(self, caller: Caller, method: str, path: str = "") -> None:
+        """403 without the scope `method` needs (a POST in SAFE_POSTS needs read), 429 beyond the caller's rate."""
+        scope = "read" if method in ("GET", "HEAD") or (method == "POST" and path in SAFE_POSTS) else "write"
         if scope not in caller.scopes and not (scope == "read" and "write" in caller.scopes):
             raise Problem(403, "Forbidden", f"this API key has no {scope} scope")
         now = self._clock()
@@ -137,13 +137,16 @@ AUTH: web.AppKey[Auth] = web.AppKey("auth")
 CALLER: web.RequestKey[Caller] = web.RequestKey("caller", Caller)
 
 
+SAFE_POSTS = frozenset({"/v1/subscriptions/preview"})  # POSTs that change nothing: a read key may send them
+
+
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every /v1 request: who (`caller_of`), may they, not too fast."""
     if request.path.startswith("/v1/"):
         auth = request.app[AUTH]
         caller = await auth.caller(request)
-        auth.admit(caller, request.method)
+        auth.admit(caller, request.method, request.path)
         request[CALLER] = caller
     return await handler(request)
 

@@ -203,3 +203,16 @@ async def test_random_operations_of_two_tenants_never_leak_through_the_feed(ran:
         for who, client in clients.items():
             seen = {e["data"]["subscription_id"] for e in await walk(client, 500)}
             assert seen <= owned[who]
+
+
+async def test_a_read_key_may_preview_and_read_the_feed_but_not_subscribe(ran: Ran) -> None:
+    keys = key_store(ran.settings)
+    key, stored = issue("booking", ["read"], at=datetime.now(UTC))
+    await keys.add(stored)
+    await keys.aclose()
+    reader = {"Authorization": f"Bearer {key}"}
+    body = {"to": ran.receiver.url("preview"), **HERAULT}
+    previewed = await ran.tenants.a.post("/v1/subscriptions/preview", json=body, headers=reader)
+    assert previewed.status == 200
+    assert (await ran.tenants.a.get("/v1/changes", headers=reader)).status == 200
+    assert (await ran.tenants.a.post("/v1/subscriptions", json=body, headers=reader)).status == 403
