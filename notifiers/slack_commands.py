@@ -216,7 +216,10 @@ class SlashCommands:
         later = ""
         for subscription in mine:
             later = await _write(self._hooks.store.put(change(subscription))) or later
-        return reply(f"{timing(change(mine[0]))} for {len(mine)} subscription(s){later}", public=True)
+        timings = {s.id: timing(change(s)) for s in mine}
+        if len(set(timings.values())) == 1:  # the same for all: say it once
+            return reply(f"{timings[mine[0].id]} for {len(mine)} subscription(s){later}", public=True)
+        return reply("\n".join(f"`{sub_id}` {told}" for sub_id, told in timings.items()) + later, public=True)
 
     async def unsubscribe(self, channel: str, args: list[str]) -> web.Response:
         if len(args) != 1:

@@ -115,8 +115,9 @@ async def test_digest_and_quiet_hours(served: tuple[str, SqliteSubscriptionStore
     assert "subscribed" in made["text"], made
     other = next(s for s in await store.all() if s.id != sub.id)
     assert (other.digest_hours, other.quiet_hours, other.timezone) == (0, "23:00-06:30", "America/Montreal")
-    changed = (await command(url, "digest off"))[1]["text"]
-    assert "for 2 subscription(s)" in changed
+    changed = (await command(url, "digest off"))[1]["text"]  # two schedules that differ: one line each
+    assert f"`{sub.id}` quiet 22:00-07:00 (Europe/Paris)" in changed
+    assert f"`{other.id}` quiet 23:00-06:30 (America/Montreal)" in changed
     assert [s.digest_hours for s in await store.all()] == [0, 0]
     assert "quiet 21:00-08:00" in (await command(url, f"quiet 21:00-08:00 {other.id}"))[1]["text"]
     assert {s.id: s.quiet_hours for s in await store.all()} == {sub.id: "22:00-07:00", other.id: "21:00-08:00"}
