@@ -20,11 +20,17 @@ import functools
 import json
 import logging
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from core.errors import StoreLost
+
+if TYPE_CHECKING:
+    from runtime.distributed import DistributedSettings
+
+HEARTBEAT_S = 5.0  # a role writes its heartbeat this often; 12 missed ones make it unhealthy
 
 log = logging.getLogger(__name__)
 
@@ -106,3 +112,42 @@ async def watch_store(store: LosableStore, expected: Callable[[], int], report: 
         await check_store(store, expected(), report)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every_s)
+
+
+# -- `vigie healthcheck` ----------------------------------------------------------------------------------
+
+
+async def health(s: DistributedSettings, role: str, channel: str | None = None) -> list[str]:
+    """What is wrong for `role`, empty when healthy: broker metadata, Redis PING, the role's heartbeat age."""
+    from aiokafka import AIOKafkaClient  # noqa: PLC0415 - the probe only
+    from redis.asyncio import Redis  # noqa: PLC0415
+
+    problems: list[str] = []
+    client = AIOKafkaClient(bootstrap_servers=s.bootstrap, request_timeout_ms=5000)
+    try:
+        await asyncio.wait_for(client.bootstrap(), 10)
+    except Exception as exc:  # any failure means unhealthy, reported as such
+        problems.append(f"kafka {s.bootstrap}: {exc!r}")
+    finally:
+        await client.close()
+    redis = Redis.from_url(s.redis_url, socket_timeout=5)
+    try:
+        await redis.ping()
+    except Exception as exc:  # any failure means unhealthy
+        problems.append(f"redis: {exc!r}")
+    finally:
+        await redis.aclose()
+    return problems + _stale(s, role, channel)
+
+
+def _stale(s: DistributedSettings, role: str, channel: str | None) -> list[str]:
+    if role == "api":
+        return []
+    name = f"notifier-{channel}" if role == "notifier" and channel else role
+    paths = [s.heartbeat(name)] if role != "notifier" or channel else sorted(Path(s.data_dir).glob("notifier-*.alive"))
+    ages = [time.time() - p.stat().st_mtime for p in paths if p.exists()]
+    if not ages:
+        return [f"no heartbeat from the {role} role in {s.data_dir}"]
+    if min(ages) > 12 * HEARTBEAT_S:
+        return [f"{role} heartbeat is {min(ages):.0f}s old"]
+    return [problem for path in paths for problem in read_problems(path.with_suffix(".problems"))]
