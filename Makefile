@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
+# setuptools warns on every editable install of a flat layout (core/, runtime/… at the top, as designed):
+# the install step only, never the tests or the demo, runs with Python warnings off
+QUIET_BUILD := PYTHONWARNINGS=ignore
 
 .PHONY: demo test lint check install services-up services-down bench clean
 
@@ -12,12 +15,12 @@ $(BIN)/python:
 
 # Everything the demo needs: the embedded runtime only.
 $(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+	$(QUIET_BUILD) $(BIN)/python -m pip install --quiet -e .
 	@touch $@
 
 # Everything the tests need: every extra (Kafka, Redis, Telegram, RocksDB tables) and the dev tools.
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[kafka,redis,telegram,rocksdb,dev]'
+	$(QUIET_BUILD) $(BIN)/python -m pip install --quiet -e '.[kafka,redis,telegram,rocksdb,dev]'
 	@touch $@ $(VENV)/.demo-installed
 
 install: $(VENV)/.dev-installed
