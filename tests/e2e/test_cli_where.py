@@ -14,9 +14,8 @@ def test_subscribe_with_a_where_condition_and_list_it(tmp_path: Path) -> None:
     assert made.returncode == 0, made.stderr
     listed = vigie(tmp_path, "subscriptions", "list", "--json")
     [sub] = json.loads(listed.stdout)
-    assert sub["filter"]["activities"] == ["Restaurant"]
-    assert sub["filter"]["where"] == {"and": [{"field": "rating", "gte": 3},
-                                              {"not": {"field": "name", "contains": "burger"}}]}
+    assert sub["activities"] == ["Restaurant"]  # the listing's documented flat keys (docs/operations.md)
+    assert sub["where"] == {"and": [{"field": "rating", "gte": 3}, {"not": {"field": "name", "contains": "burger"}}]}
 
 
 def test_where_file_and_errors(tmp_path: Path) -> None:
