@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,13 +35,12 @@ from core.model import Filter, Subscription
 from notifiers.webhook import new_secret
 from runtime.demo.portal import FakePortal
 from runtime.demo.receiver import WebhookReceiver
-from runtime.demo.snapshots import DATASET_ID, DemoSnapshot, DemoStory, build_snapshots
+from runtime.demo.snapshots import DATASET_ID, DemoSnapshot, DemoStory
 from runtime.embedded import Embedded
 from runtime.settings import Settings
 from subscriptions.publisher import KafkaSubscriptionPublisher
 from subscriptions.redis import RedisSubscriptionStore
 from subscriptions.sqlite import SqliteSubscriptionStore
-from tests import services
 from tests.polling import until
 
 VIGIE = Path(sys.executable).parent / "vigie"
@@ -49,21 +48,6 @@ PARTITIONS = 4
 Alert = tuple[str, str, str]  # subscription id, idempotency key (webhook-id), kind
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(180)]
-
-
-@pytest.fixture(scope="session")
-def kafka_bootstrap() -> str:
-    return services.kafka_bootstrap_servers()
-
-
-@pytest.fixture(scope="session")
-def redis_url() -> str:
-    return services.redis_url()
-
-
-@pytest.fixture(scope="session")
-def story() -> DemoStory:
-    return build_snapshots()
 
 
 @dataclass
@@ -217,30 +201,6 @@ class Deployment:
                 await redis.delete(*keys)
         finally:
             await redis.aclose()
-
-
-@pytest.fixture
-async def deployment(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> AsyncIterator[Deployment]:
-    deployed = Deployment(kafka_bootstrap, redis_url, tmp_path)
-    try:
-        yield deployed
-    finally:
-        await deployed.stop_all()
-        await deployed.cleanup()
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[WebhookReceiver]:
-    hooks = WebhookReceiver()
-    await hooks.start()
-    yield hooks
-    await hooks.close()
-
-
-@pytest.fixture
-async def portal() -> AsyncIterator[FakePortal]:
-    async with FakePortal() as running:
-        yield running
 
 
 def subscriptions_for(receiver: WebhookReceiver) -> list[Subscription]:

@@ -13,7 +13,6 @@ local Opendatasoft portal serving two real publications) and the same oracle: th
   with the ids of the changes the embedded runtime computes for the same input.
 """
 
-# ruff: noqa: F811 - the harness's fixtures are imported from test_distributed.py, so test arguments share their names
 
 from __future__ import annotations
 
@@ -50,18 +49,12 @@ from runtime.settings import Settings
 from streams.bus.kafka import Topics, ensure_topics, header
 from subscriptions.sqlite import SqliteSubscriptionStore
 from tests import services
-from tests.e2e.test_distributed import (  # noqa: F401 - fixtures are found by name in this module
+from tests.e2e.test_distributed import (
     PARTITIONS,
     Alert,
     Deployment,
-    deployment,
     idle_pairs,
-    kafka_bootstrap,
-    portal,
     received,
-    receiver,
-    redis_url,
-    story,
     subscriptions_for,
     wait_for_alerts,
 )

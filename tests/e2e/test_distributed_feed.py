@@ -2,7 +2,6 @@
 worker and webhook notifier (Kafka, Redis), then GET /v1/changes and POST /v1/subscriptions/preview on the API over
 the Redis change log, as two tenants: each sees what its webhooks received, nothing of the other's."""
 
-# ruff: noqa: F811 - the harness's fixtures are imported from test_distributed.py, so test arguments share their names
 
 from __future__ import annotations
 
@@ -21,18 +20,12 @@ from runtime.demo.snapshots import DemoStory
 from runtime.distributed import DistributedSettings
 from runtime.wiring import key_store
 from subscriptions.keys import issue
-from tests.e2e.test_distributed import (  # noqa: F401 - fixtures are found by name in this module
+from tests.e2e.test_distributed import (
     PARTITIONS,
     Deployment,
-    deployment,
     idle_pairs,
-    kafka_bootstrap,
-    portal,
     publish_story,
     received,
-    receiver,
-    redis_url,
-    story,
     subscriptions_for,
     wait_for_alerts,
 )

@@ -2,7 +2,6 @@
 agent fans the notice out to every subscriber of the dataset, the webhook notifier delivers it. One notice when the
 source starts failing, none while it fails, one when it is back; `vigie sources` shows the open incident."""
 
-# ruff: noqa: F811 - the harness's fixtures are imported from test_distributed.py, so test arguments share their names
 
 from __future__ import annotations
 
@@ -18,16 +17,11 @@ from notifiers import new_secret
 from runtime.demo.portal import FakePortal
 from runtime.demo.receiver import WebhookReceiver
 from runtime.demo.snapshots import DATASET_ID, load_rows
-from tests.e2e.test_distributed import (  # noqa: F401 - fixtures are found by name in this module
+from tests.e2e.test_distributed import (
     VIGIE,
     Deployment,
-    deployment,
     idle_pairs,
-    kafka_bootstrap,
-    portal,
     received,
-    receiver,
-    redis_url,
     wait_for_alerts,
 )
 

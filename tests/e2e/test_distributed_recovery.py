@@ -16,7 +16,6 @@ alerts, each received once by webhook-id.
   envelope the run wrote carries the CloudEvents structured-mode content-type header.
 """
 
-# ruff: noqa: F811 - the harness's fixtures are imported from test_distributed.py, so test arguments share their names
 
 from __future__ import annotations
 
@@ -46,17 +45,11 @@ from streams.bus.kafka import Topics, header
 from streams.view_redis import RedisCurrentView
 from subscriptions.redis import RedisSubscriptionStore
 from tests import services
-from tests.e2e.test_distributed import (  # noqa: F401 - fixtures are found by name in this module
+from tests.e2e.test_distributed import (
     VIGIE,
     Deployment,
-    deployment,
     idle_pairs,
-    kafka_bootstrap,
-    portal,
     received,
-    receiver,
-    redis_url,
-    story,
     subscriptions_for,
     wait_for_alerts,
 )

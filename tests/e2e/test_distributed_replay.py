@@ -7,7 +7,6 @@ the default table store (`rocksdb://`), two stream workers and two notifiers. Th
 on the same publications: the sets of (subscription, webhook-id, kind) must be equal, with no webhook-id twice.
 """
 
-# ruff: noqa: F811 - the harness's fixtures are imported from test_distributed.py, so test arguments share their names
 
 from __future__ import annotations
 
@@ -22,18 +21,13 @@ from runtime.demo.portal import FakePortal
 from runtime.demo.receiver import WebhookReceiver
 from runtime.demo.snapshots import DATASET_ID, DemoSnapshot
 from tests.e2e.replay import build_replay, digest, entity, identity, partition
-from tests.e2e.test_distributed import (  # noqa: F401 - fixtures are found by name in this module
+from tests.e2e.test_distributed import (
     PARTITIONS,
     Alert,
     Deployment,
-    deployment,
     embedded_alerts_of,
     idle_pairs,
-    kafka_bootstrap,
-    portal,
     received,
-    receiver,
-    redis_url,
     subscriptions_for,
     wait_for_alerts,
 )

@@ -8,7 +8,6 @@ its faust app (changelogs, leader topic) is read from the beginning, and no key,
 token, the secret, or the secret's base64 part.
 """
 
-# ruff: noqa: F811 - the harness's fixtures are imported from test_distributed.py, so test arguments share their names
 
 from __future__ import annotations
 
@@ -27,15 +26,9 @@ from runtime.demo.portal import FakePortal
 from runtime.demo.receiver import WebhookReceiver
 from runtime.demo.slack_api import FakeSlackApi
 from runtime.demo.snapshots import DemoStory
-from tests.e2e.test_distributed import (  # noqa: F401 - fixtures are found by name in this module
+from tests.e2e.test_distributed import (
     Deployment,
-    deployment,
-    kafka_bootstrap,
-    portal,
     publish_story,
-    receiver,
-    redis_url,
-    story,
     wait_for_alerts,
 )
 from tests.polling import until

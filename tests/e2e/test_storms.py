@@ -8,7 +8,6 @@ rewrite would have reached; `vigie sources` shows the held event and `vigie sour
 update through, none lost.
 """
 
-# ruff: noqa: F811 - the harness's fixtures are imported from test_distributed.py, so test arguments share their names
 
 from __future__ import annotations
 
@@ -32,15 +31,11 @@ from runtime.demo.snapshots import DATASET_ID, RATING_CODES, Row, key_of, load_r
 from runtime.embedded import Embedded
 from runtime.settings import Settings
 from subscriptions.sqlite import SqliteSubscriptionStore
-from tests.e2e.test_distributed import (  # noqa: F401 - fixtures are found by name in this module
+from tests.e2e.test_distributed import (
     Alert,
     Deployment,
-    deployment,
     idle_pairs,
-    kafka_bootstrap,
     received,
-    receiver,
-    redis_url,
     wait_for_alerts,
 )
 
