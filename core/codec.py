@@ -22,6 +22,7 @@ from core.filters import filter_from_dict, filter_to_dict
 from core.geo import AdminArea, AdminCodes, Area, BBox, Circle, Everywhere, Point, Polygon
 from core.model import Change, Delivery, Op, Record, Subscription
 from core.schedule import DEFAULT_TIMEZONE, parse_digest, parse_quiet, quiet_text, zone
+from core.topology import CONTENT_TYPE_HEADER
 
 VIGIE_VERSION = "1"
 T = TypeVar("T")
@@ -33,7 +34,7 @@ CHANGE = "org.vigie.change"
 DELIVERY = "org.vigie.delivery"
 SUBSCRIPTION = "org.vigie.subscription"
 CONTENT_TYPE = "application/cloudevents+json"
-KAFKA_HEADERS: tuple[tuple[str, bytes], ...] = (("content-type", CONTENT_TYPE.encode()),)
+KAFKA_HEADERS: tuple[tuple[str, bytes], ...] = ((CONTENT_TYPE_HEADER, CONTENT_TYPE.encode()),)
 
 
 def record_to_dict(r: Record) -> dict[str, Any]:

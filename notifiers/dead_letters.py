@@ -27,7 +27,8 @@ from redis.asyncio import Redis
 from core.codec import DELIVERY, KAFKA_HEADERS, decode, delivery_from_dict, read
 from core.errors import EnvelopeError
 from core.ports import DeadLetter
-from notifiers.kafka_messages import NotifierConfig, header
+from core.topology import ATTEMPT, DLQ_REASON, header, retry_headers
+from notifiers.kafka_messages import NotifierConfig
 
 FETCH_MS = 500
 
@@ -46,11 +47,11 @@ class _Found:
 def _letter(record: ConsumerRecord[bytes, bytes], channel: str) -> DeadLetter | None:
     try:
         delivery = read(decode(record.value), DELIVERY, delivery_from_dict)
-        attempts = int(header(record.headers, "vigie-attempt") or 0)
+        attempts = int(header(record.headers, ATTEMPT) or 0)
     except (EnvelopeError, ValueError):
         return None
     return DeadLetter(delivery.key, delivery.subscription.id, channel, delivery.change.id, delivery.change.kind,
-                      attempts, header(record.headers, "vigie-dlq-reason") or "")
+                      attempts, header(record.headers, DLQ_REASON) or "")
 
 
 class KafkaDeadLetters:
@@ -70,7 +71,7 @@ class KafkaDeadLetters:
         found = next((f for f in await self._found() if f.letter.key == key), None)
         if found is None:
             return False
-        headers = [*KAFKA_HEADERS, ("vigie-attempt", b"0"), ("vigie-not-before", f"{time.time():.3f}".encode())]
+        headers = list(KAFKA_HEADERS + retry_headers(0, not_before=time.time()))
         producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, acks="all", enable_idempotence=True)
         await producer.start()
         try:

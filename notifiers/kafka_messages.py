@@ -1,10 +1,6 @@
 """What the Kafka notifier (kafka_worker.py) reads and writes: consumed records, the headers it puts on re-queues
 and dead letters, its configuration, the surfaces of the subscription store and the guard it uses, and how it
-commits and resumes a partition.
-
-    vigie-attempt        attempts made so far
-    vigie-not-before     Unix time (seconds) before which the retry must not be sent
-    vigie-dlq-reason     why it was dead-lettered (also vigie-dlq-topic, -partition, -offset)
+commits and resumes a partition. Topic and header names, and the headers themselves, are core/topology.py's.
 """
 
 from __future__ import annotations
@@ -20,10 +16,10 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from core.errors import EnvelopeError
 from core.model import Subscription
+from core.topology import Headers, Topics, header
 from notifiers.guard import Claim
 
 log = logging.getLogger(__name__)
-Headers = list[tuple[str, bytes]]
 
 
 class Record(Protocol):
@@ -76,19 +72,14 @@ class NotifierConfig:
 
     @property
     def topic(self) -> str:
-        return f"{self.prefix}deliveries.{self.channel}"
+        return Topics(self.prefix).deliveries(self.channel)
 
     @property
     def retry_topic(self) -> str:
-        return f"{self.topic}.retry"
+        return Topics(self.prefix).retry(self.channel)
 
     def dlq(self, topic: str) -> str:
-        return f"{self.prefix}dlq.{topic.removeprefix(self.prefix)}"
-
-
-def header(headers: Sequence[tuple[str, bytes]] | None, name: str) -> str | None:
-    found = [value for key, value in headers or () if key == name]
-    return found[-1].decode() if found else None
+        return Topics(self.prefix).dlq(topic)
 
 
 def retry_header(record: Record, name: str, parse: Callable[[str], float]) -> float:
@@ -104,23 +95,11 @@ def retry_header(record: Record, name: str, parse: Callable[[str], float]) -> fl
     return value
 
 
-def dead_letter_headers(record: Record, reason: str, attempt: int | None = None) -> Headers:
-    headers = [("vigie-dlq-reason", reason.encode()), ("vigie-dlq-topic", record.topic.encode()),
-               ("vigie-dlq-partition", str(record.partition).encode()),
-               ("vigie-dlq-offset", str(record.offset).encode())]
-    return headers if attempt is None else [*headers, ("vigie-attempt", str(attempt).encode())]
-
-
 @dataclass(frozen=True, slots=True)
 class Outgoing:
     topic: str
     record: Record
     headers: Headers
-
-
-def content_type(record: Record) -> Headers:
-    """The record's content-type header, kept on what is re-queued or dead-lettered (none when it had none)."""
-    return [(key, value) for key, value in record.headers or () if key == "content-type"][-1:]
 
 
 async def commit(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:

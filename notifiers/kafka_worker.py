@@ -25,11 +25,8 @@ The retry consumer (its own group) pauses a partition whose head is not due yet 
 not-before further away than any delay a notifier writes (a wrong clock, a forged header) is due at once, so
 one message cannot hold its partition for days. After
 the last attempt, or on a failure no retry can fix, the delivery goes to `dlq.deliveries.<channel>` with the
-reason. Headers:
-
-    vigie-attempt        attempts made so far
-    vigie-not-before     Unix time (seconds) before which the retry must not be sent
-    vigie-dlq-reason     why it was dead-lettered (also vigie-dlq-topic, -partition, -offset)
+reason. Headers (core/topology.py): `vigie-attempt`, `vigie-not-before` and `vigie-last-error` on a re-queue,
+`vigie-dlq-reason` (with where it was read, and the attempts made) on a dead letter.
 
 Offsets are committed only after every re-queue and dead letter of the batch is acknowledged: a crash repeats
 work, and the guard's claims (plus the receivers' dedupe on the idempotency key) absorb the repeat.
@@ -52,21 +49,18 @@ from core.codec import DELIVERY, KAFKA_HEADERS, decode, delivery_from_dict, read
 from core.errors import DeliveryError, EnvelopeError, StoreLost
 from core.model import Delivery
 from core.schedule import release_at
+from core.topology import ATTEMPT, NOT_BEFORE, content_type, dead_letter_headers, retry_headers
 from notifiers import mask
 from notifiers.failing import EndpointWatch
 from notifiers.guard import Claim
 from notifiers.held import Held, HeldDeliveries, release_forever
 from notifiers.kafka_messages import (
     Guard,
-    Headers,
     NotifierConfig,
     Outgoing,
     Record,
     Subscriptions,
     commit,
-    content_type,
-    dead_letter_headers,
-    header,
     resume,
     retry_header,
 )
@@ -75,8 +69,8 @@ from notifiers.worker import Observe, RetryPolicy
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CLOCK_SKEW_S", "Guard", "Headers", "KafkaNotifier", "NotifierConfig", "Outgoing", "Record", "Subscriptions",
-           "dead_letter_headers", "header", "retry_header"]
+__all__ = ["CLOCK_SKEW_S", "Guard", "KafkaNotifier", "NotifierConfig", "Outgoing", "Record", "Subscriptions",
+           "retry_header"]
 
 BUSY_REASON = "claimed by another notifier"
 FETCH_MIN_BYTES = 64 * 1024
@@ -188,7 +182,7 @@ class KafkaNotifier:
         now = self._clock()
         for index, record in enumerate(records):
             try:
-                not_before = retry_header(record, "vigie-not-before", float)
+                not_before = retry_header(record, NOT_BEFORE, float)
             except EnvelopeError:
                 not_before = 0.0  # due now: _handle_all() dead-letters it with the reason
             if not_before > now + self.longest_wait_s:  # no notifier writes that: a wrong clock or a forged header
@@ -212,7 +206,8 @@ class KafkaNotifier:
             try:
                 read.append((record, *self._read(record)))
             except EnvelopeError as exc:
-                out.append(Outgoing(self.conf.dlq(record.topic), record, dead_letter_headers(record, str(exc))))
+                dead = dead_letter_headers(str(exc), read_from=record)
+                out.append(Outgoing(self.conf.dlq(record.topic), record, dead))
         if not read:
             return out
         live = await self._hold(await self._resolve(read))
@@ -252,7 +247,7 @@ class KafkaNotifier:
 
     async def _unhold(self, held: Held) -> None:
         """A held delivery that is due, to the retry topic (due at once there)."""
-        headers = [*KAFKA_HEADERS, ("vigie-attempt", str(held.attempt).encode())]
+        headers = list(KAFKA_HEADERS + retry_headers(held.attempt))
         await self._producer.send_and_wait(self.conf.retry_topic, held.value, key=held.key, headers=headers)
 
     async def _queues(self, claimed: list[_Job]) -> list[list[Sequence[_Job]]]:
@@ -300,8 +295,8 @@ class KafkaNotifier:
 
     def _read(self, record: Record) -> tuple[int, Delivery]:
         """The attempts made so far and the delivery a record holds; EnvelopeError when it cannot be read."""
-        attempt = int(retry_header(record, "vigie-attempt", int))
-        retry_header(record, "vigie-not-before", float)
+        attempt = int(retry_header(record, ATTEMPT, int))
+        retry_header(record, NOT_BEFORE, float)
         return attempt, read(decode(record.value), DELIVERY, delivery_from_dict)
 
     async def _deliver(self, message: Sequence[_Job], claimed_at: float, sent: list[str]) -> list[Outgoing]:
@@ -364,9 +359,9 @@ class KafkaNotifier:
         if not error.retriable or self._policy.exhausted(attempt):
             log.warning("dead letter %s to %s after %d attempt(s): %s", delivery.key, where, attempt, reason,
                         extra=_context(delivery))
-            dlq = self.conf.dlq(self.conf.topic)
             self._told(delivery, "dead")
-            return Outgoing(dlq, record, dead_letter_headers(record, reason, attempt))
+            return Outgoing(self.conf.dlq(self.conf.topic), record,
+                            dead_letter_headers(reason, read_from=record, attempt=attempt))
         self._told(delivery, "retried")
         delay = self._policy.next_delay(attempt, error.retry_after, spread=self._rng())
         log.info("attempt %d of %s to %s failed, retry in %.1fs: %s", attempt, delivery.key, where, delay, reason,
@@ -378,14 +373,12 @@ class KafkaNotifier:
             self._observe(delivery, outcome)
 
     def _requeue(self, record: Record, attempt: int, delay: float, reason: str) -> Outgoing:
-        headers = [("vigie-attempt", str(attempt).encode()),
-                   ("vigie-not-before", f"{self._clock() + delay:.3f}".encode()),
-                   ("vigie-last-error", reason.encode())]
-        return Outgoing(self.conf.retry_topic, record, headers)
+        return Outgoing(self.conf.retry_topic, record,
+                        retry_headers(attempt, not_before=self._clock() + delay, last_error=reason))
 
     async def _produce(self, outgoing: list[Outgoing]) -> None:
         futures = [await self._producer.send(o.topic, o.record.value, key=o.record.key,
-                                             headers=content_type(o.record) + o.headers)
+                                             headers=list(content_type(o.record) + o.headers))
                    for o in outgoing]
         for future in futures:
             await future

@@ -43,6 +43,7 @@ from core.model import Record, stable_hash
 from core.ports import Adapter, Quarantined, Snapshot, Source
 from core.profiles import profile_for
 from core.snapshots import judge, scoped
+from core.topology import Topics, dead_letter_headers
 from producers.digests import ABSENT, Delta, RedisDigests, delta
 
 log = logging.getLogger(__name__)
@@ -166,17 +167,17 @@ class KafkaPublisher:
     """Publishes snapshots with an idempotent producer (`acks=all`); `start()`/`stop()` around use."""
 
     def __init__(self, bootstrap: str, *, prefix: str = "", client_id: str = "vigie-producer") -> None:
-        self._prefix = prefix
+        self._topics = Topics(prefix)
         self._bootstrap = bootstrap
         self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, client_id=client_id, acks="all",
                                           enable_idempotence=True, linger_ms=5, max_batch_size=256 * 1024,
                                           request_timeout_ms=30_000)
 
     def topic(self, dataset: str) -> str:
-        return f"{self._prefix}records.{dataset}"
+        return self._topics.records(dataset)
 
     def dlq(self, dataset: str) -> str:
-        return f"{self._prefix}dlq.records.{dataset}"
+        return self._topics.dlq(self._topics.records(dataset))
 
     async def start(self) -> None:
         await self._producer.start()
@@ -230,7 +231,7 @@ class KafkaPublisher:
             await consumer.stop()
 
     async def _quarantine(self, dataset: str, q: Quarantined) -> Any:
-        headers = [("vigie-dlq-reason", q.reason.encode()), ("vigie-dlq-source", q.source.encode())]
+        headers = list(dead_letter_headers(q.reason, source=q.source))
         return await self._producer.send(self.dlq(dataset), orjson.dumps(dict(q.row), default=str), headers=headers)
 
 

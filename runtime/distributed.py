@@ -41,7 +41,9 @@ import aiohttp
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
+from core import topology
 from core.storms import MassRule
+from core.topology import Topics, TopicSpec
 from notifiers import PLUGINS, Channels
 from notifiers.failing import EndpointWatch, RedisFailures
 from notifiers.guard import RATE_POLICY, DeliveryGuard, Limit
@@ -59,7 +61,7 @@ from runtime.metrics import Metrics, count_published, sample_lag, serving
 from runtime.settings import Settings
 from runtime.telegram import disabler, run_bot, telegram_options
 from runtime.wiring import retry_policy, subscription_store, webhook_guard
-from streams.bus.kafka import COMPACTED, KafkaBus, Topics, TopicSpec, bootstrap_of, ensure_topics
+from streams.bus.kafka import KafkaBus, bootstrap_of, ensure_topics
 from streams.changelog_redis import RedisChangeLog
 from streams.faust_app import Streams, StreamsConfig
 from streams.held_redis import RedisHeldEvents
@@ -118,13 +120,8 @@ def is_distributed(settings: Settings) -> bool:
 
 
 def topic_specs(s: DistributedSettings) -> list[TopicSpec]:
-    """Every topic the roles use, with its dead-letter topic; `subscriptions` compacted."""
-    t, n = s.topics, s.partitions
-    main = [TopicSpec(t.records(d), n) for d in s.all_datasets]
-    main += [TopicSpec(t.changes, n), TopicSpec(t.subscriptions, n, COMPACTED), TopicSpec(t.gate, 1)]
-    for channel in CHANNELS:
-        main += [TopicSpec(t.deliveries(channel), n), TopicSpec(t.retry(channel), n)]
-    return main + [TopicSpec(t.dlq(spec.name), 1) for spec in main]
+    """Every topic the roles of this deployment use (core/topology.py's table), with its dead-letter topic."""
+    return topology.topic_specs(s.topics, datasets=s.all_datasets, channels=CHANNELS, partitions=s.partitions)
 
 
 def settings_from(args: argparse.Namespace) -> DistributedSettings:

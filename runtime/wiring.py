@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from core.ports import ChangeLog, CurrentView, SubscriptionStore
 from core.profiles import PROFILES
+from core.topology import Topics
 from notifiers.ssrf import NetGuard, NetPolicy
 from notifiers.worker import RetryPolicy
 from runtime.settings import Settings
@@ -34,7 +35,7 @@ def subscription_store(settings: Settings) -> SubscriptionStore:
 
     publisher = None
     if settings.bus.startswith("kafka://"):
-        from streams.bus.kafka import Topics, bootstrap_of  # noqa: PLC0415 - optional extra
+        from streams.bus.kafka import bootstrap_of  # noqa: PLC0415 - optional extra
         from subscriptions.publisher import KafkaSubscriptionPublisher  # noqa: PLC0415 - optional extra
 
         publisher = KafkaSubscriptionPublisher(bootstrap_of(settings.bus),

@@ -50,11 +50,10 @@ from core.errors import EnvelopeError
 from core.model import Change, Delivery, Subscription
 from core.profiles import profile_for
 from core.storms import candidate
+from core.topology import TopicSpec, changelog_specs, is_held
 from streams.bus.kafka import (
-    COMPACTED,
     KafkaBus,
     Outgoing,
-    TopicSpec,
     change_message,
     delivery_message,
     ensure_topics,
@@ -63,7 +62,7 @@ from streams.bus.kafka import (
 from streams.faust_tables import Staged
 from streams.faust_transport import App
 from streams.kafka_diff import PartitionDiff, RecordMessage, Removal, SnapshotEnd
-from streams.kafka_gate import candidate_message, end_message, is_held
+from streams.kafka_gate import candidate_message, end_message
 from streams.kafka_index import SubscriptionFeed
 from streams.kafka_positions import Positions
 
@@ -379,8 +378,8 @@ class Streams:
         """The tables' changelog topics, made (compacted, with every partition led) before faust starts: two
         workers starting together could otherwise see a just-created changelog with 0 partitions in their
         metadata, which faust's partition check turns into a crash loop of the diff agent."""
-        return [TopicSpec(table.changelog_topic_name, self.conf.partitions, COMPACTED)
-                for table in (self.records, self.groups)]
+        return changelog_specs((table.changelog_topic_name for table in (self.records, self.groups)),
+                               self.conf.partitions)
 
     async def run(self) -> None:
         """Serve until SIGINT/SIGTERM, as `faust worker` would, without faust's command line."""

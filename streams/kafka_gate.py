@@ -34,9 +34,10 @@ from core.errors import EnvelopeError
 from core.model import Change, Delivery, Subscription
 from core.profiles import Profile, profile_for
 from core.storms import MassRule, Split, notice, split
+from core.topology import held_headers
 from streams.bus.kafka import KafkaBus, Outgoing, change_message, cloudevent, delivery_message
 from streams.held_redis import RedisHeldEvents
-from streams.kafka_view import HELD_HEADER, Report, backoff, is_held
+from streams.kafka_view import Report, backoff
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +172,7 @@ class Gate:
         if parted.event is not None:
             await self._ready()
             await self.held.hold(parted.event, parted.held)
-            mark = (*KAFKA_HEADERS, (HELD_HEADER, parted.event.id.encode()))
+            mark = KAFKA_HEADERS + held_headers(parted.event.id)
             out += [change_message(topics, c, headers=mark) for c in parted.held]
             out += self._notices(parted)
             log.warning("held a mass rewrite of %s on %d of %d records of %s (event %s); `vigie sources release` "
@@ -202,5 +203,4 @@ async def _pause(stop: asyncio.Event, seconds: float) -> None:
         return
 
 
-__all__ = ["CANDIDATE", "HELD_HEADER", "PARTITION_END", "Decisions", "Gate", "candidate_message", "end_message",
-           "is_held"]
+__all__ = ["CANDIDATE", "PARTITION_END", "Decisions", "Gate", "candidate_message", "end_message"]

@@ -17,7 +17,7 @@ import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import CommitFailedError, IllegalStateError
@@ -26,23 +26,15 @@ from core.codec import CHANGE, change_from_dict, decode, read
 from core.errors import EnvelopeError
 from core.model import Change
 from core.ports import CurrentView
-from streams.bus.kafka import header
+from core.topology import is_held
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 30.0
-HELD_HEADER = "vigie-held"  # a change of a held mass rewrite (streams/kafka_gate.py): for the view, nobody else
 
 
 class ChangeAppender(Protocol):
     async def append(self, changes: Sequence[Change]) -> None: ...
-
-
-def is_held(message: Any) -> bool:
-    """Whether a consumed `changes` message is a held change (the match agent skips it)."""
-    headers = getattr(message, "headers", None) or ()
-    pairs = list(headers.items()) if isinstance(headers, dict) else list(headers)
-    return header(pairs, HELD_HEADER) is not None
 
 
 def readable_changes(values: list[bytes | None]) -> list[Change]:

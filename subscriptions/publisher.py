@@ -31,14 +31,13 @@ from aiokafka.errors import KafkaError
 from core.codec import KAFKA_HEADERS, SUBSCRIPTION, Envelope, subscription_to_dict
 from core.errors import PublishError
 from core.model import Subscription
+from core.topology import TOPIC_ALREADY_EXISTS, Topics, subscriptions_spec
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-TOPIC = "subscriptions"
+TOPIC = Topics().subscriptions
 SOURCE = "/vigie/subscriptions"
-TOPIC_EXISTS = 36  # Kafka error code TOPIC_ALREADY_EXISTS
-COMPACTED = {"cleanup.policy": "compact"}
 
 
 class SubscriptionPublisher(Protocol):
@@ -68,7 +67,7 @@ class KafkaSubscriptionPublisher:
                  timeout_s: float = 30.0) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
-        self._partitions = partitions
+        self._spec = subscriptions_spec(topic, partitions)
         self._replication = replication_factor
         self._timeout_s = timeout_s
         self._producer: AIOKafkaProducer | None = None
@@ -96,10 +95,11 @@ class KafkaSubscriptionPublisher:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=int(self._timeout_s * 1000))
         try:
             await admin.start()
-            topic = NewTopic(self.topic, self._partitions, self._replication, topic_configs=dict(COMPACTED))
+            spec = self._spec
+            topic = NewTopic(spec.name, spec.partitions, self._replication, topic_configs=dict(spec.config))
             response = await admin.create_topics([topic])
             code, message = _topic_error(response.to_object())
-            if code == TOPIC_EXISTS:
+            if code == TOPIC_ALREADY_EXISTS:
                 await self._check_compacted(admin)
             elif code:
                 raise PublishError(f"cannot create topic {self.topic}: error {code} {message}", retriable=True)

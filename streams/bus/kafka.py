@@ -1,23 +1,9 @@
-"""Vigie's bus on Apache Kafka: topic names, the producer the stream agents write with, dead letters, topics.
+"""Vigie's bus on Apache Kafka: the producer the stream agents write with, their messages, dead letters, topic creation.
 
-Every name takes an optional prefix, so several deployments (or test runs) can share one cluster:
-
-    records.<dataset>            producer → diff agent     key = Profile.partition_key; an end marker per partition
-    changes                      diff agent → match agent  key = record key (held changes: header vigie-held)
-    gate                         diff agent → gate         mass-change candidates, partition ends; 1 partition
-    deliveries.<channel>         match agent → notifier    key = subscription id (order per subscription)
-    deliveries.<channel>.retry   notifier → notifier       delayed re-queue (attempt and not-before in headers)
-    subscriptions                store → match agents      compacted; key = subscription id, tombstone = delete
-    dlq.<topic>                  any consumer              the original key and bytes, the reason in headers
-
-Values are `core.codec.Envelope` JSON, in the CloudEvents Kafka binding's structured mode: `cloudevent()` makes the
-message, with the header `content-type: application/cloudevents+json`. Dead letters keep the original value
-untouched (and its content-type header, when it had one) and say why in headers:
-
-    vigie-dlq-reason     one line: what is wrong (EnvelopeError text, or the delivery's last error)
-    vigie-dlq-topic      where the message was read
-    vigie-dlq-partition  its partition
-    vigie-dlq-offset     its offset
+Topic names, partitions, configs and header names are core/topology.py's (one place for every role). Values are
+`core.codec.Envelope` JSON, in the CloudEvents Kafka binding's structured mode: `cloudevent()` makes the message,
+with the header `content-type: application/cloudevents+json`. Dead letters keep the original value untouched (and
+its content-type header, when it had one) and say why in headers (`core.topology.dead_letter_headers`).
 
 Errors are aiokafka's (`KafkaError`, whose `retriable` says whether trying again may help);
 `send_all` retries retriable ones until its deadline, so a broker restart is waited out.
@@ -29,22 +15,22 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
+from core import topology
 from core.codec import CHANGE, DELIVERY, KAFKA_HEADERS, Envelope, change_to_dict, delivery_to_dict
 from core.model import Change, Delivery
+from core.topology import TOPIC_ALREADY_EXISTS, Headers, Topics, TopicSpec, content_type, dead_letter_headers
 
 log = logging.getLogger(__name__)
 
 STREAMS_SOURCE = "/vigie/streams"
-TOPIC_ALREADY_EXISTS = 36
-COMPACTED: Mapping[str, str] = {"cleanup.policy": "compact"}
-Headers = tuple[tuple[str, bytes], ...]
+UNPREFIXED = Topics()
 
 
 def bootstrap_of(url: str) -> str:
@@ -55,52 +41,9 @@ def bootstrap_of(url: str) -> str:
     return ",".join(part.strip().strip("/") for part in rest.split(",") if part.strip())
 
 
-@dataclass(frozen=True, slots=True)
-class Topics:
-    """The names of Vigie's topics, under an optional prefix."""
-
-    prefix: str = ""
-
-    def records(self, dataset: str) -> str:
-        return f"{self.prefix}records.{dataset}"
-
-    @property
-    def changes(self) -> str:
-        return f"{self.prefix}changes"
-
-    @property
-    def subscriptions(self) -> str:
-        return f"{self.prefix}subscriptions"
-
-    def deliveries(self, channel: str) -> str:
-        return f"{self.prefix}deliveries.{channel}"
-
-    def retry(self, channel: str) -> str:
-        return f"{self.deliveries(channel)}.retry"
-
-    @property
-    def gate(self) -> str:
-        """Mass-change candidates and partition ends, one partition (streams/kafka_gate.py)."""
-        return f"{self.prefix}gate"
-
-    def dlq(self, topic: str) -> str:
-        """`dlq.<topic>`: the dead-letter topic of `topic` (given with or without the prefix)."""
-        return f"{self.prefix}dlq.{topic.removeprefix(self.prefix)}"
-
-
-@dataclass(frozen=True, slots=True)
-class TopicSpec:
-    name: str
-    partitions: int
-    config: Mapping[str, str] = field(default_factory=dict)
-
-
-class Consumed(Protocol):
+class Consumed(topology.Consumed, Protocol):
     """What a consumed message must offer to be dead-lettered (aiokafka ConsumerRecord, faust Message)."""
 
-    topic: str
-    partition: int
-    offset: int
     key: bytes | None
     value: bytes | None
 
@@ -112,12 +55,6 @@ class Outgoing:
     key: bytes | None = None
     partition: int | None = None
     headers: Headers = ()
-
-
-def dead_letter_headers(message: Consumed, reason: str) -> Headers:
-    return (("vigie-dlq-reason", reason.encode()), ("vigie-dlq-topic", message.topic.encode()),
-            ("vigie-dlq-partition", str(message.partition).encode()),
-            ("vigie-dlq-offset", str(message.offset).encode()))
 
 
 def cloudevent(topic: str, envelope: Envelope, *, key: bytes | None = None, partition: int | None = None) -> Outgoing:
@@ -139,23 +76,10 @@ def delivery_message(topics: Topics, delivery: Delivery) -> Outgoing:
                       key=delivery.subscription.id.encode())
 
 
-def content_type(message: object) -> Headers:
-    """The content-type header of a consumed message (aiokafka or faust), as headers to copy; () when none."""
-    headers = getattr(message, "headers", None) or ()
-    pairs = headers.items() if isinstance(headers, Mapping) else headers
-    return tuple((key, value) for key, value in pairs if key == "content-type" and isinstance(value, bytes))[-1:]
-
-
-def header(headers: Sequence[tuple[str, bytes]] | None, name: str) -> str | None:
-    """The last value of header `name`, decoded, or None."""
-    found = [value for key, value in headers or () if key == name]
-    return found[-1].decode() if found else None
-
-
 class KafkaBus:
     """One idempotent producer (`acks=all`): `send_all` returns once every message is acknowledged."""
 
-    def __init__(self, bootstrap: str, *, topics: Topics = Topics(), client_id: str = "vigie",
+    def __init__(self, bootstrap: str, *, topics: Topics = UNPREFIXED, client_id: str = "vigie",
                  linger_ms: int = 0, deadline_s: float = 120.0) -> None:
         self.bootstrap = bootstrap
         self.topics = topics
@@ -229,7 +153,7 @@ class KafkaBus:
         log.warning("dead letter from %s[%d]@%d: %s", message.topic, message.partition, message.offset, reason,
                     extra={"topic": message.topic, "partition": message.partition, "offset": message.offset})
         return Outgoing(self.topics.dlq(message.topic), message.value, key=message.key,
-                        headers=content_type(message) + dead_letter_headers(message, reason))
+                        headers=content_type(message) + dead_letter_headers(reason, read_from=message))
 
 
 def _done() -> asyncio.Future[Any]:

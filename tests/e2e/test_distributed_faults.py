@@ -40,13 +40,14 @@ from aiokafka.structs import TopicPartition
 
 from core.codec import CHANGE, DELIVERY, RECORD, SUBSCRIPTION, Envelope
 from core.model import Subscription
+from core.topology import Topics, header
 from runtime.demo.portal import FakePortal
 from runtime.demo.receiver import WebhookReceiver
 from runtime.demo.snapshots import DATASET_ID, DemoStory
 from runtime.distributed import DistributedSettings, topic_specs
 from runtime.embedded import Embedded
 from runtime.settings import Settings
-from streams.bus.kafka import Topics, ensure_topics, header
+from streams.bus.kafka import ensure_topics
 from subscriptions.sqlite import SqliteSubscriptionStore
 from tests import services
 from tests.e2e.test_distributed import (

@@ -38,10 +38,10 @@ from redis.asyncio import Redis
 from core.codec import CHANGE, CONTENT_TYPE, change_from_dict, decode, read
 from core.errors import EnvelopeError
 from core.model import Change
+from core.topology import Topics, header
 from runtime.demo.portal import FakePortal
 from runtime.demo.receiver import WebhookReceiver
 from runtime.demo.snapshots import DATASET_ID, DemoSnapshot, DemoStory
-from streams.bus.kafka import Topics, header
 from streams.view_redis import RedisCurrentView
 from subscriptions.redis import RedisSubscriptionStore
 from tests import services

@@ -29,12 +29,13 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from core.model import Delivery, Subscription
+from core.topology import Topics
 from runtime.api import build_app
 from runtime.distributed import DistributedSettings, topic_specs
 from runtime.embedded import Embedded
 from runtime.settings import Settings
 from runtime.wiring import subscription_store
-from streams.bus.kafka import Topics, delivery_message, ensure_topics
+from streams.bus.kafka import delivery_message, ensure_topics
 from streams.sqlite import Commit, SourceState, ts
 from tests import services
 from tests.e2e.test_distributed import PARTITIONS, VIGIE, Deployment

@@ -13,7 +13,8 @@ from core.codec import SUBSCRIPTION, Envelope, subscription_to_dict
 from core.geo import Everywhere
 from core.index import SubscriptionIndex
 from core.model import Subscription
-from streams.bus.kafka import KafkaBus, Topics, TopicSpec, ensure_topics
+from core.topology import Topics, TopicSpec
+from streams.bus.kafka import KafkaBus, ensure_topics
 from streams.kafka_index import SubscriptionFeed
 from tests.unit.core.factories import AT
 

@@ -21,12 +21,13 @@ from aiokafka.admin import AIOKafkaAdminClient
 from redis.asyncio import Redis
 
 from core.model import Delivery
+from core.topology import Topics, TopicSpec
 from notifiers import Channels
 from notifiers.guard import DeliveryGuard
 from notifiers.kafka_worker import KafkaNotifier, NotifierConfig
 from notifiers.worker import RetryPolicy
 from runtime.demo.slack_api import DEFAULT_TOKEN, FakeSlackApi
-from streams.bus.kafka import Topics, TopicSpec, delivery_message, ensure_topics
+from streams.bus.kafka import delivery_message, ensure_topics
 from subscriptions.redis import RedisSubscriptionStore
 from tests.integration.test_slack_alerts import alert, text_of
 from tests.polling import until

@@ -12,9 +12,10 @@ from aiokafka import AIOKafkaProducer
 from core.codec import CHANGE, Envelope, change_to_dict
 from core.diff import diff_one, removal
 from core.model import Change
-from streams.bus.kafka import TopicSpec, ensure_topics
+from core.topology import HELD, TopicSpec
+from streams.bus.kafka import ensure_topics
 from streams.changelog_redis import RedisChangeLog
-from streams.kafka_view import HELD_HEADER, ViewUpdater
+from streams.kafka_view import ViewUpdater
 from streams.view_redis import RedisCurrentView
 from tests.unit.core.factories import AT, PARIS, inspection
 
@@ -68,7 +69,7 @@ async def test_published_changes_are_appended_to_the_feed_log_held_ones_are_not(
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
     await producer.start()
     for n, change in enumerate(changes):
-        held = [(HELD_HEADER, b"event-1")] if n == 1 else []
+        held = [(HELD, b"event-1")] if n == 1 else []
         await producer.send_and_wait(topic, envelope(change), key=b"e", headers=held)
     await producer.stop()
 

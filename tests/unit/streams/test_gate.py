@@ -10,7 +10,8 @@ from core.errors import EnvelopeError
 from core.model import Change
 from core.profiles import ALIMCONFIANCE
 from core.storms import MassRule, split
-from streams.kafka_gate import Decisions, candidate_message, end_message, is_held
+from core.topology import is_held
+from streams.kafka_gate import Decisions, candidate_message, end_message
 from tests.unit.core.factories import AT, inspection, updated
 
 SOURCE = "ods+https://portal.example/export_alimconfiance"
