@@ -6,9 +6,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from core.ports import DeadLetters
+from notifiers.outbox_sqlite import SqliteOutbox
 from runtime.settings import Settings
 from runtime.wiring import REDIS
-from streams.sqlite import Database, SqliteOutbox
+from streams.sqlite import Database
 
 CHANNELS = ("webhook", "slack", "console", "tg")
 

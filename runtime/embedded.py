@@ -29,6 +29,7 @@ from core.snapshots import scoped
 from core.storms import MassRule
 from notifiers import Channels
 from notifiers.failing import EndpointWatch
+from notifiers.outbox_sqlite import SqliteOutbox
 from notifiers.ratelimit import DEFAULT_RATES, Rate, RateLimiter
 from notifiers.worker import DrainResult, OutboxWorker
 from producers import adapter_for, open_source
@@ -42,7 +43,7 @@ from runtime.wiring import retry_policy, webhook_guard
 from streams.failing_sqlite import SqliteFailures
 from streams.held_sqlite import HeldEvent
 from streams.processor import Outcome, Processor, deliveries_for
-from streams.sqlite import Database, SqliteOutbox, StateStore
+from streams.sqlite import Database, StateStore
 from subscriptions.sqlite import SqliteSubscriptionStore
 
 log = logging.getLogger(__name__)

@@ -5,6 +5,9 @@ One database holds what must change together: the last version of every record p
 processor commits all of them in **one transaction**, so a crash either loses the whole poll
 (it is redone, with the same change ids) or none of it.
 
+The outbox is written here, in that transaction, and read by the notifier (notifiers/outbox_sqlite.py,
+which the `outbox_ready` and `outbox_waiting` indexes serve).
+
 All SQLite calls run on one dedicated thread, so the event loop never blocks on disk.
 """
 
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,13 +25,12 @@ import orjson
 
 from core.codec import (
     change_to_dict,
-    delivery_from_dict,
     record_from_dict,
     record_to_dict,
     subscription_to_dict,
 )
 from core.model import Change, Delivery, Record
-from core.ports import DeadLetter, Quarantined
+from core.ports import Quarantined
 from core.storms import DatasetEvent
 from streams import held_sqlite
 
@@ -58,7 +60,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     delivered_at TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_at);
-CREATE INDEX IF NOT EXISTS outbox_sub ON outbox (subscription_id, status, seq);
+CREATE INDEX IF NOT EXISTS outbox_ready ON outbox (seq, next_at, subscription_id) WHERE status IN ('pending', 'held');
+CREATE INDEX IF NOT EXISTS outbox_waiting ON outbox (subscription_id, next_at) WHERE status = 'pending';
 CREATE TABLE IF NOT EXISTS changes (
     id TEXT PRIMARY KEY, scope TEXT NOT NULL, op TEXT NOT NULL, kinds TEXT NOT NULL, detected_at TEXT NOT NULL,
     data BLOB NOT NULL
@@ -73,6 +76,9 @@ CREATE TABLE IF NOT EXISTS quarantine (
 # columns added since the first release: (name, declaration), added to an older database when it is opened
 SOURCE_COLUMNS = (("incident", "TEXT"), ("incident_since", "TEXT"), ("failures", "INTEGER NOT NULL DEFAULT 0"),
                   ("failing_since", "TEXT"), ("fresh_at", "TEXT"))
+# indexes of older releases, dropped when such a database is opened: outbox_sub covered delivered rows too, and
+# answered the pending query's order check with a range over every earlier pending sibling (outbox_waiting now)
+RETIRED_INDEXES = ("outbox_sub",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,11 +104,14 @@ class SourceState:
 
 
 def migrate(conn: sqlite3.Connection) -> None:
-    """Add the columns an older database lacks (its rows get their defaults: no incident known)."""
+    """Add the columns an older database lacks (its rows get their defaults: no incident known), and drop the
+    indexes nothing reads any more (SCHEMA has already created their replacements)."""
     have = {row[1] for row in conn.execute("PRAGMA table_info(sources)")}
     for name, declaration in SOURCE_COLUMNS:
         if name not in have:
             conn.execute(f"ALTER TABLE sources ADD COLUMN {name} {declaration}")
+    for index in RETIRED_INDEXES:
+        conn.execute(f"DROP INDEX IF EXISTS {index}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,12 +294,6 @@ def _delivery_payload(d: Delivery) -> bytes:
                          "subscription": subscription_to_dict(d.subscription, include_secret=True)})
 
 
-def _dead_letter(payload: dict[str, Any], attempts: int, reason: str) -> DeadLetter:
-    change, subscription = payload["change"], payload["subscription"]
-    channel = str(subscription["destination"]).partition("://")[0].partition("+")[0]
-    return DeadLetter(payload["key"], subscription["id"], channel, change["id"], change["kinds"][0], attempts, reason)
-
-
 def _enqueue(conn: sqlite3.Connection, deliveries: Iterable[Delivery], now: datetime) -> None:
     stamp = ts(now)
     conn.executemany(
@@ -298,69 +301,3 @@ def _enqueue(conn: sqlite3.Connection, deliveries: Iterable[Delivery], now: date
         "VALUES (?, ?, ?, ?, ?, ?)",
         ((d.key, d.subscription.id, d.subscription.channel, _delivery_payload(d), stamp, stamp) for d in deliveries),
     )
-
-
-class SqliteOutbox:
-    """core.ports.Outbox over the `outbox` table; order per subscription is kept across retries."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
-    async def pending(self, limit: int, now: datetime) -> list[tuple[Delivery, int]]:
-        stamp = ts(now)
-
-        def read(conn: sqlite3.Connection) -> list[tuple[Delivery, int]]:
-            rows = conn.execute(
-                "SELECT o.payload, o.attempts FROM outbox o WHERE o.status IN ('pending', 'held') AND o.next_at <= ? "
-                "AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.subscription_id = o.subscription_id "
-                "AND p.status = 'pending' AND p.seq < o.seq AND p.next_at > ?) ORDER BY o.seq LIMIT ?",
-                (stamp, stamp, limit),
-            )
-            return [(delivery_from_dict(orjson.loads(payload)), attempts) for payload, attempts in rows]
-        return await self.db.call(read)
-
-    async def delivered(self, key: str, at: datetime) -> None:
-        await self.db.call(lambda conn: conn.execute(
-            "UPDATE outbox SET status = 'delivered', delivered_at = ?, last_error = NULL WHERE key = ?",
-            (ts(at), key)))
-
-    async def failed(self, key: str, attempts: int, reason: str, retry_at: datetime | None) -> None:
-        status, next_at = ("pending", ts(retry_at)) if retry_at else ("dead", None)
-        await self.db.call(lambda conn: conn.execute(
-            "UPDATE outbox SET status = ?, attempts = ?, last_error = ?, next_at = coalesce(?, next_at) "
-            "WHERE key = ?", (status, attempts, reason, next_at, key)))
-
-    async def hold(self, key: str, until: datetime) -> None:
-        await self.db.call(lambda conn: conn.execute(
-            "UPDATE outbox SET status = 'held', next_at = ? WHERE key = ?", (ts(until), key)))
-
-    async def dropped(self, key: str, reason: str) -> None:
-        await self.db.call(lambda conn: conn.execute(
-            "UPDATE outbox SET status = 'dropped', last_error = ? WHERE key = ?", (reason, key)))
-
-    async def dead(self, limit: int = 1000) -> list[DeadLetter]:
-        """core.ports.DeadLetters: the dead letters, most recent first."""
-        def read(conn: sqlite3.Connection) -> list[DeadLetter]:
-            rows = conn.execute("SELECT payload, attempts, last_error FROM outbox WHERE status = 'dead' "
-                                "ORDER BY seq DESC LIMIT ?", (limit,))
-            return [_dead_letter(orjson.loads(payload), attempts, error or "") for payload, attempts, error in rows]
-        return await self.db.call(read)
-
-    async def replay(self, key: str, now: datetime | None = None) -> bool:
-        """A dead letter queued again as a first attempt, due `now`."""
-        stamp = ts(now or datetime.now(UTC))
-        return await self.db.call(lambda conn: conn.execute(
-            "UPDATE outbox SET status = 'pending', attempts = 0, next_at = ?, last_error = NULL "
-            "WHERE key = ? AND status = 'dead'", (stamp, key)).rowcount > 0)
-
-    async def counts(self) -> Mapping[str, int]:
-        def read(conn: sqlite3.Connection) -> dict[str, int]:
-            return dict(conn.execute("SELECT status, count(*) FROM outbox GROUP BY status").fetchall())
-        return await self.db.call(read)
-
-    async def next_due(self) -> datetime | None:
-        def read(conn: sqlite3.Connection) -> str | None:
-            row = conn.execute("SELECT min(next_at) FROM outbox WHERE status IN ('pending', 'held')").fetchone()
-            return None if row is None else row[0]
-        found = await self.db.call(read)
-        return None if found is None else datetime.fromisoformat(found)

@@ -14,10 +14,11 @@ import pytest
 
 from core.model import Delivery, Subscription
 from notifiers import Channels
+from notifiers.outbox_sqlite import SqliteOutbox
 from notifiers.ratelimit import RateLimiter
 from notifiers.worker import DrainResult, OutboxWorker
 from runtime.demo.slack_api import DEFAULT_TOKEN, FakeSlackApi
-from streams.sqlite import Commit, Database, SourceState, SqliteOutbox, StateStore, ts
+from streams.sqlite import Commit, Database, SourceState, StateStore, ts
 from subscriptions.sqlite import SqliteSubscriptionStore
 from tests.integration.test_slack_alerts import alert
 

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from core.model import Delivery
+from notifiers.outbox_sqlite import SqliteOutbox
 from notifiers.ratelimit import RateLimiter
 from notifiers.worker import DrainResult, OutboxWorker
-from streams.sqlite import Commit, Database, SourceState, SqliteOutbox, StateStore, ts
+from streams.sqlite import Commit, Database, SourceState, StateStore, ts
 from subscriptions.sqlite import SqliteSubscriptionStore
 from tests.unit.notifiers.support import T0, Clock, delivery
 

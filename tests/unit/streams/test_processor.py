@@ -13,8 +13,9 @@ from core.index import SubscriptionIndex
 from core.model import Filter, Record, Subscription
 from core.ports import Quarantined, Snapshot
 from core.profiles import profile_for
+from notifiers.outbox_sqlite import SqliteOutbox
 from streams.processor import Processor
-from streams.sqlite import Database, SqliteOutbox, StateStore
+from streams.sqlite import Database, StateStore
 from tests.unit.core.factories import AT, LYON, PARIS, inspection
 
 SOURCE = "ods+https://portal.example/export_alimconfiance"
