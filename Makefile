@@ -18,9 +18,10 @@ $(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
 	$(QUIET_BUILD) $(BIN)/python -m pip install --quiet -e .
 	@touch $@
 
-# Everything the tests need: every extra (Kafka, Redis, Telegram, RocksDB tables) and the dev tools.
+# Everything the tests need: every extra (Kafka, Redis, Telegram, RocksDB tables, the compiled index) and the dev
+# tools.
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
-	$(QUIET_BUILD) $(BIN)/python -m pip install --quiet -e '.[kafka,redis,telegram,rocksdb,dev]'
+	$(QUIET_BUILD) $(BIN)/python -m pip install --quiet -e '.[kafka,redis,telegram,rocksdb,fast,dev]'
 	@touch $@ $(VENV)/.demo-installed
 
 install: $(VENV)/.dev-installed

@@ -35,6 +35,12 @@ def point_keys(lat: float, lon: float) -> list[int]:
             | math.floor((lon + 180.0) / step) for level, step in enumerate(STEPS)]
 
 
+def admin_key(level: int, code: int) -> int:
+    """The cell key of admin code number `code` at admin level `level` (core.geo.ADMIN_LEVELS' index): levels past
+    the grid's, so an admin area is one more entry of the same tables and a place looks its codes up as cells."""
+    return ((len(STEPS) + level) << _LEVEL_SHIFT) | code
+
+
 def points_keys(lat: Floats, lon: Floats) -> Ints:
     """Shape (levels, n): the cell key of each point at each level; NaN points get key -1 (no cell)."""
     out = np.empty((len(STEPS), len(lat)), np.int64)

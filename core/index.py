@@ -15,30 +15,58 @@ result equals `core.match.brute_force` (a property test holds us to it).
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from core.cells import EMPTY_TABLE, CellTable, Ints, Rows, circle_boxes, cover, points_keys
-from core.geo import ADMIN_LEVELS, EARTH_RADIUS_M, AdminArea, BBox, Circle, Everywhere, Polygon
+from core import index_kernel
+from core.cells import (
+    EMPTY_TABLE,
+    STEPS,
+    CellTable,
+    Ints,
+    Rows,
+    admin_key,
+    circle_boxes,
+    cover,
+    point_keys,
+    points_keys,
+)
+from core.geo import ADMIN_LEVELS, EARTH_RADIUS_M, AdminArea, AdminCodes, BBox, Circle, Everywhere, Point, Polygon
+from core.index_kernel import (
+    ADMIN,
+    BOX,
+    CIRCLE,
+    DEAD,
+    EVERYWHERE,
+    FILTERED,
+    NO_RATING,
+    PLAIN,
+    POLYGON,
+    RIM_M,
+    rim_bands,
+)
 from core.match import concerns, dataset_wide, sides
-from core.model import Change, Record, Subscription
+from core.model import Change, Filter, Op, Record, Subscription
 
-CIRCLE, BOX, POLYGON, ADMIN, EVERYWHERE = 1, 2, 3, 4, 5
-NO_RATING = -(2**31)
-RIM_M = 1e-6  # a point this close to a circle's rim is decided by core.geo in Python
 _PAD_DEG = 1e-9
-_COLUMNS = {"kind": np.uint8, "a": np.float64, "b": np.float64, "c": np.float64, "d": np.float64,
-            "datasets": np.uint64, "kinds": np.uint64, "rmin": np.int32, "rmax": np.int32,
-            "slow": np.bool_, "live": np.bool_}
-Row = tuple[int, float, float, float, float, int, int, int, int, bool, bool]
+_SORT_STEP = 0.16
+# Columns in groups, each group one 2-D array with a row per subscription (what the compiled kernel reads: one
+# subscription's fields share a cache line), each column a view.
+_GROUPS: dict[str, tuple[type, tuple[str, ...]]] = {
+    "shape": (np.float64, ("kind", "a", "b", "c", "d", "e", "f", "state")), "masks": (np.int64, ("datasets", "kinds")),
+    "ratings": (np.int32, ("rmin", "rmax")), "flags": (np.bool_, ("slow", "live")), "fid": (np.int32, ("fid",))}
+Row = tuple[int, float, float, float, float, float, float, float, int, int, int, int, bool, bool, int]
 
 
 class _Bits:
-    """Names (datasets or kinds) to bits of a 64-bit mask; the 65th name on has none (its filters go slow)."""
+    """Names (datasets or kinds) to bits of a 63-bit mask (int64: the compiled kernel compares signed integers
+    only); the 64th name on has none (its filters go slow)."""
 
     def __init__(self) -> None:
         self._bits: dict[str, int] = {}
@@ -47,7 +75,7 @@ class _Bits:
         mask = 0
         for name in names:
             bit = self._bits.get(name)
-            if bit is None and learn and len(self._bits) < 64:
+            if bit is None and learn and len(self._bits) < 63:
                 bit = self._bits[name] = len(self._bits)
             if bit is None:
                 if learn:
@@ -80,26 +108,80 @@ class _Sides:
         return cls(np.array(owner, np.int64), np.array(lat, np.float64), np.array(lon, np.float64), records)
 
 
+class _Rings:
+    """Every polygon's rings, for the compiled kernel: `vertices` (lon, lat) rows, `index` one (first vertex, end,
+    outer) row per ring, a polygon's outer ring first and its holes after it. Rings of removed polygons stay until
+    the index renumbers its rows."""
+
+    def __init__(self) -> None:
+        self.vertices: npt.NDArray[np.float64] = np.empty((0, 2), np.float64)
+        self.index: Ints = np.empty((0, 3), np.int64)
+        self._vertices: list[tuple[float, float]] = []
+        self._index: list[tuple[int, int, int]] = []
+        self._vertex_count = self._ring_count = 0
+
+    def add(self, area: Polygon) -> tuple[float, float]:
+        """Queue the polygon's rings; (its first ring, its number of rings), as the row's e and f."""
+        first = self._ring_count
+        for poly in area.polygons:
+            for outer, ring in enumerate(poly):
+                self._index.append((self._vertex_count, self._vertex_count + len(ring), int(outer == 0)))
+                self._vertices.extend(ring)
+                self._vertex_count += len(ring)
+                self._ring_count += 1
+        return float(first), float(self._ring_count - first)
+
+    def flush(self) -> None:
+        if self._index:
+            self.vertices = np.concatenate((self.vertices, np.array(self._vertices, np.float64).reshape(-1, 2)))
+            self.index = np.concatenate((self.index, np.array(self._index, np.int64).reshape(-1, 3)))
+            self._vertices, self._index = [], []
+
+
+@dataclass(slots=True)
+class _Asked:
+    """What each change of a batch offers the thematic masks: masks[0] its dataset's bit, masks[1] its kinds' bits,
+    and its rating (NO_RATING when none)."""
+
+    masks: Ints
+    ratings: Ints
+
+    @classmethod
+    def of(cls, changes: Sequence[Change], datasets: _Bits, kinds: _Bits) -> _Asked:
+        masks = np.array([[datasets.mask((c.dataset,), learn=False) or 0 for c in changes],
+                          [kinds.mask(c.kinds, learn=False) or 0 for c in changes]], np.int64).reshape(2, len(changes))
+        return cls(masks, np.array([_rating(c) for c in changes], np.int64))
+
+
 class SubscriptionIndex:
     """core.match.Matcher; `match` for one change (streams), `match_many` / `match_pairs` for a batch (snapshots)."""
 
     def __init__(self, subscriptions: Iterable[Subscription] = (), *, merge_at: int = 4096,
-                 compact_at: int = 1024) -> None:
+                 compact_at: int = 1024, compiled: bool | None = None) -> None:
         """`merge_at`: delta entries (and at least an eighth of main) that trigger its merge into main;
-        `compact_at`: removed rows (and more than the live ones) that trigger renumbering."""
+        `compact_at`: removed rows (and more than the live ones) that trigger renumbering; `compiled`: match with
+        core/index_kernel.py (True: required, None: when numba is installed, False: numpy only)."""
+        if compiled and index_kernel.match is None:
+            raise RuntimeError("the compiled subscription index needs numba: pip install 'vigie[fast]'")
+        self._compiled = compiled
+        self._kernel = index_kernel.match if compiled is not False else None
         self._merge_at, self._compact_at = merge_at, compact_at
         self._subs: list[Subscription | None] = []
         self._row: dict[str, int] = {}
-        self._admin: dict[tuple[str, str], set[int]] = {}
+        self._codes: dict[tuple[str, str], int] = {}  # (admin level, code) → its number in the admin cell keys
+        self._rings = _Rings()
         self._always: set[int] = set()
         self._datasets, self._kinds = _Bits(), _Bits()
-        self._cols: dict[str, npt.NDArray[Any]] = {name: np.empty(0, dtype) for name, dtype in _COLUMNS.items()}
+        self._fids: dict[str, int] = {}  # a slow filter's repr: its number, so equal filters are decided once
+        self._filters: list[Filter] = []
+        self._grid: dict[str, npt.NDArray[Any]] = {}
+        self._cols: dict[str, npt.NDArray[Any]] = {}
+        self._reserve(0)
         self._size = 0  # rows written to the columns; rows past it are pending
         self._pending: list[Row] = []
         self._main, self._delta = EMPTY_TABLE, EMPTY_TABLE
         self._dead = 0
-        for subscription in subscriptions:
-            self.add(subscription)
+        self._add_all({subscription.id: subscription for subscription in subscriptions}.values())
         self._flush()
 
     def __len__(self) -> int:
@@ -115,30 +197,79 @@ class SubscriptionIndex:
         self._row[subscription.id] = row
         values = self._values(subscription)
         self._pending.append(values)
-        area = subscription.area
-        if isinstance(area, AdminArea):
-            self._admin.setdefault((area.level, area.code), set()).add(row)
-        elif values[0] == EVERYWHERE:
+        if values[0] == EVERYWHERE:
             self._always.add(row)
+
+    def _add_all(self, subscriptions: Iterable[Subscription]) -> None:
+        """Add subscriptions of distinct ids to an empty index, areas near one another on nearby rows, so a cell's
+        candidates share cache lines: ordered by the 0.16° cell of the circle's centre or the box's corner (admin
+        and 'everywhere' last)."""
+        items = list(subscriptions)
+        values = [self._values(subscription) for subscription in items]
+        kind = np.fromiter((v[0] for v in values), np.float64, len(values))
+        lat = np.fromiter((v[1] for v in values), np.float64, len(values))
+        lon = np.fromiter((v[2] for v in values), np.float64, len(values))
+        spatial = (kind == CIRCLE) | (kind == BOX) | (kind == POLYGON)
+        lat_cell = np.where(spatial, np.floor((lat + 90.0) / _SORT_STEP), np.inf)
+        for i in np.lexsort((np.floor((lon + 180.0) / _SORT_STEP), lat_cell)).tolist():
+            subscription, row = items[i], len(self._subs)
+            self._subs.append(subscription)
+            self._row[subscription.id] = row
+            self._pending.append(values[i])
+            if values[i][0] == EVERYWHERE:
+                self._always.add(row)
 
     def remove(self, subscription_id: str) -> None:
         row = self._row.pop(subscription_id, None)
         if row is None:
             return
-        old = self._subs[row]
         self._subs[row] = None
         self._always.discard(row)
-        if old is not None and isinstance(old.area, AdminArea):
-            self._admin[(old.area.level, old.area.code)].discard(row)
         if row >= self._size:
             self._flush()
         self._cols["live"][row] = False
+        self._cols["state"][row] = DEAD
         self._dead += 1
         if self._dead > self._compact_at and self._dead > len(self._row):
             self._compact()
 
     def match(self, change: Change) -> list[Subscription]:
-        return self.match_many((change,))[0]
+        """One change (a stream's): the compiled kernel on scalars built in Python, without match_pairs' numpy
+        set-up, which costs more than the matching itself for a single change."""
+        if self._kernel is None or dataset_wide(change):
+            return self.match_many((change,))[0]
+        self._flush()
+        records = sides(change)
+        keys = np.full((len(STEPS) + len(ADMIN_LEVELS), len(records)), -1, np.int64)
+        for i, record in enumerate(records):
+            if record.point is not None:
+                keys[:len(STEPS), i] = point_keys(record.point.lat, record.point.lon)
+            for level, name in enumerate(ADMIN_LEVELS):
+                code = record.admin.get(name)
+                number = self._codes.get((name, code)) if code else None
+                if number is not None:
+                    keys[len(STEPS) + level, i] = admin_key(level, number)
+        lat = np.array([r.point.lat if r.point is not None else np.nan for r in records], np.float64)
+        lon = np.array([r.point.lon if r.point is not None else np.nan for r in records], np.float64)
+        asked = _Asked.of((change,), self._datasets, self._kinds)
+        g = self._grid
+        side, rows, unsure = self._kernel(
+            keys, lat, lon, np.zeros(len(records), np.int64), asked.masks, asked.ratings, self._main.keys,
+            self._main.rows, self._delta.keys, self._delta.rows, np.fromiter(self._always, np.int32, len(self._always)),
+            g["shape"], g["masks"], g["ratings"], self._rings.index, self._rings.vertices)
+        found: dict[int, Subscription] = {}
+        subs = self._subs
+        for i, row, doubt, slow in zip(side.tolist(), rows.tolist(), unsure.tolist(), self._cols["slow"][rows].tolist(),
+                                       strict=True):
+            sub = subs[row]
+            if sub is None or row in found:
+                continue
+            if doubt and not sub.area.contains(records[i].point, records[i].admin):
+                continue
+            if slow and not sub.filter.accepts(change, change.current.rating):
+                continue
+            found[row] = sub
+        return sorted(found.values(), key=_ident)
 
     def match_many(self, changes: Sequence[Change]) -> list[list[Subscription]]:
         """The subscriptions each change concerns, each list sorted by subscription id."""
@@ -159,16 +290,13 @@ class SubscriptionIndex:
         self._flush()
         wide = [i for i, change in enumerate(changes) if dataset_wide(change)]
         located = _Sides.of(changes, skip=set(wide))
-        side, rows = self._geometry(located)
-        admin_which, admin_rows = self._admin_pairs(located)
-        which = np.concatenate((located.change[side], admin_which))
-        rows = np.concatenate((rows, admin_rows))
+        asked = _Asked.of(changes, self._datasets, self._kinds)
+        which, rows = self._geometry(located, asked)
         if np.any(np.diff(located.change) == 0):  # a moved record has two sides: the same row may match both
             span = len(self._subs) + 1
             pair = np.unique(which * span + rows)
             which, rows = pair // span, (pair % span).astype(np.int32)
-        keep = self._thematic(changes, which, rows)
-        which, rows = self._slow_filters(changes, which[keep], rows[keep])
+        which, rows = self._slow_filters(changes, which, rows)
         if not wide:
             return which, rows
         wide_which, wide_rows = self._dataset_wide(changes, wide)
@@ -193,17 +321,29 @@ class SubscriptionIndex:
         slow = f.reads_fields or datasets is None or kinds is None
         ratings = (NO_RATING if f.min_rating is None else f.min_rating,
                    NO_RATING if f.max_rating is None else f.max_rating)
-        shape: tuple[int, float, float, float, float]
-        if isinstance(area, Circle):
-            shape = (CIRCLE, area.center.lat, area.center.lon, area.radius_m, 0.0)
-        elif isinstance(area, BBox | Polygon):
+        shape: tuple[int, float, float, float, float, float, float, float]
+        if isinstance(area, Circle):  # d, e, f: written by _flush
+            shape = (CIRCLE, area.center.lat, area.center.lon, area.radius_m, 0.0, 0.0, 0.0, 0.0)
+        elif isinstance(area, BBox):
             box = area.bbox
-            shape = (BOX if isinstance(area, BBox) else POLYGON, box.south, box.west, box.north, box.east)
-        elif isinstance(area, AdminArea | Everywhere):
-            shape = (ADMIN if isinstance(area, AdminArea) else EVERYWHERE, 0.0, 0.0, 0.0, 0.0)
+            shape = (BOX, box.south, box.west, box.north, box.east, 0.0, 0.0, 0.0)
+        elif isinstance(area, Polygon):  # e, f: its rings in _rings
+            box = area.bbox
+            shape = (POLYGON, box.south, box.west, box.north, box.east, *self._rings.add(area), 0.0)
+        elif isinstance(area, AdminArea):  # its cell is the code's: `a` holds the key
+            code = self._codes.setdefault((area.level, area.code), len(self._codes))
+            shape = (ADMIN, float(admin_key(ADMIN_LEVELS.index(area.level), code)), 0.0, 0.0, 0.0, 0.0, 0.0,
+                     0.0)
+        elif isinstance(area, Everywhere):
+            shape = (EVERYWHERE, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
         else:
             raise TypeError(f"unknown area type {type(area).__name__}")
-        return (*shape, datasets or 0, kinds or 0, *ratings, slow, subscription.active)
+        fid = -1
+        if slow:
+            fid = self._fids.setdefault(repr(f), len(self._fids))
+            if fid == len(self._filters):
+                self._filters.append(f)
+        return (*shape, datasets or 0, kinds or 0, *ratings, slow, subscription.active, fid)
 
     def _flush(self) -> None:
         """Write pending rows to the columns and their cells to the delta table (merged into main when big)."""
@@ -214,6 +354,13 @@ class SubscriptionIndex:
         for column, values in zip(self._cols.values(), zip(*self._pending, strict=True), strict=True):
             column[start:start + count] = values
         self._size, self._pending = start + count, []
+        self._rings.flush()
+        c = {name: column[start:start + count] for name, column in self._cols.items()}
+        circle = c["kind"] == CIRCLE  # what the compiled kernel's trigonometry-light test reads
+        c["d"][circle] = np.cos(np.radians(c["a"][circle]))
+        c["e"][circle], c["f"][circle] = rim_bands(c["c"][circle])
+        filtered = ((c["datasets"] != 0) | (c["kinds"] != 0) | (c["rmin"] != NO_RATING) | (c["rmax"] != NO_RATING))
+        c["state"][:] = np.where(c["live"], np.where(filtered, FILTERED, PLAIN), DEAD)
         fresh = self._cells(start, count)
         live = self._cols["live"]
         self._delta = self._delta.merged(fresh, live)
@@ -230,47 +377,65 @@ class SubscriptionIndex:
             south[circles], west[circles], north[circles], east[circles] = boxes
         covered = cover(south, west, north, east)
         self._always.update((start + spatial[covered.huge]).tolist())
-        return CellTable.of(covered.keys, (start + spatial[covered.owners]).astype(np.int32))
+        admin = np.flatnonzero(c["kind"] == ADMIN)
+        keys = np.concatenate((covered.keys, c["a"][admin].astype(np.int64)))
+        rows = np.concatenate((start + spatial[covered.owners], start + admin)).astype(np.int32)
+        return CellTable.of(keys, rows)
 
     def _reserve(self, size: int) -> None:
-        capacity = len(self._cols["kind"])
-        if size <= capacity:
+        had = bool(self._grid)
+        capacity = self._grid["shape"].shape[0] if had else 0
+        if had and size <= capacity:
             return
         grown = max(size, capacity * 2, 1024)
-        for name, column in self._cols.items():
-            bigger = np.zeros(grown, column.dtype)
-            bigger[:capacity] = column
-            self._cols[name] = bigger
+        for group, (dtype, names) in _GROUPS.items():
+            bigger = np.zeros((grown, len(names)), dtype)
+            if had:
+                bigger[:capacity] = self._grid[group]
+            self._grid[group] = bigger
+            for i, name in enumerate(names):
+                self._cols[name] = bigger[:, i]
 
     def _compact(self) -> None:
         """Renumber the rows once removed ones outnumber the others."""
         fresh = SubscriptionIndex((s for s in self._subs if s is not None), merge_at=self._merge_at,
-                                  compact_at=self._compact_at)
-        for name in ("_subs", "_row", "_admin", "_always", "_datasets", "_kinds", "_cols", "_size", "_pending",
-                     "_main", "_delta", "_dead"):
+                                  compact_at=self._compact_at, compiled=self._compiled)
+        for name in ("_subs", "_row", "_codes", "_rings", "_always", "_datasets", "_kinds", "_fids", "_filters",
+                     "_grid", "_cols", "_size", "_pending", "_main", "_delta", "_dead"):
             setattr(self, name, getattr(fresh, name))
 
     # -- reading ---------------------------------------------------------------------------------------------------
 
-    def _geometry(self, located: _Sides) -> tuple[Ints, Rows]:
-        """(side, row) of every live area that holds the side's point: cells, then the exact test."""
+    def _geometry(self, located: _Sides, asked: _Asked) -> tuple[Ints, Rows]:
+        """(change, row) of every live area that holds a side's point and whose masks and rating bounds accept the
+        change: cells, then the exact test (compiled when numba is there, numpy otherwise)."""
         n = len(located.records)
-        keys = points_keys(located.lat, located.lon).ravel()
-        owner = np.tile(np.arange(n, dtype=np.int64), len(keys) // max(n, 1))
-        located_keys = keys >= 0
-        keys, owner = keys[located_keys], owner[located_keys]
-        q_main, r_main = self._main.expand(keys)
-        q_delta, r_delta = self._delta.expand(keys)
+        keys = np.concatenate((points_keys(located.lat, located.lon), self._admin_keys(located)))
         always = np.fromiter(self._always, np.int32, len(self._always))
-        side = np.concatenate((owner[q_main], owner[q_delta], np.repeat(np.arange(n, dtype=np.int64), len(always))))
-        rows = np.concatenate((r_main, r_delta, np.tile(always, n)))
-        live = self._cols["live"][rows]
-        side, rows = side[live], rows[live]
-        inside, unsure = self._inside(located.lat[side], located.lon[side], rows)
+        if self._kernel is not None:
+            g = self._grid
+            side, rows, unsure = self._kernel(
+                keys, located.lat, located.lon, located.change, asked.masks, asked.ratings, self._main.keys,
+                self._main.rows, self._delta.keys, self._delta.rows, always, g["shape"], g["masks"], g["ratings"],
+                self._rings.index, self._rings.vertices)
+            inside = ~unsure
+        else:
+            keys = keys.ravel()
+            owner = np.tile(np.arange(n, dtype=np.int64), len(keys) // max(n, 1))
+            located_keys = keys >= 0
+            keys, owner = keys[located_keys], owner[located_keys]
+            q_main, r_main = self._main.expand(keys)
+            q_delta, r_delta = self._delta.expand(keys)
+            side = np.concatenate((owner[q_main], owner[q_delta],
+                                   np.repeat(np.arange(n, dtype=np.int64), len(always))))
+            rows = np.concatenate((r_main, r_delta, np.tile(always, n)))
+            accepted = self._thematic(asked, located.change[side], rows)
+            side, rows = side[accepted], rows[accepted]
+            inside, unsure = self._inside(located.lat[side], located.lon[side], rows)
         for i in np.flatnonzero(unsure).tolist():
             sub, record = self._subs[int(rows[i])], located.records[int(side[i])]
             inside[i] = sub is not None and sub.area.contains(record.point, record.admin)
-        return side[inside], rows[inside]
+        return located.change[side[inside]], rows[inside]
 
     def _inside(self, lat: npt.NDArray[np.float64], lon: npt.NDArray[np.float64],
                 rows: Rows) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
@@ -278,7 +443,7 @@ class SubscriptionIndex:
         cols = self._cols
         kind = cols["kind"][rows]
         a, b, c, d = (cols[k][rows] for k in "abcd")
-        inside = kind == EVERYWHERE
+        inside = (kind == EVERYWHERE) | (kind == ADMIN)  # an admin row is a candidate only in its code's cell
         circle = np.flatnonzero(kind == CIRCLE)
         distance = _haversine(a[circle], b[circle], lat[circle], lon[circle])
         inside[circle] = distance <= c[circle]
@@ -290,43 +455,44 @@ class SubscriptionIndex:
         unsure |= in_box & (kind == POLYGON)
         return inside, unsure
 
-    def _admin_pairs(self, located: _Sides) -> tuple[Ints, Rows]:
-        which: list[int] = []
-        rows: list[int] = []
-        if self._admin:
+    def _admin_keys(self, located: _Sides) -> Ints:
+        """Shape (admin levels, sides): the admin cell key of each side's code at each level; -1 when no
+        subscription watches that code."""
+        codes, out = self._codes, np.full((len(ADMIN_LEVELS), len(located.records)), -1, np.int64)
+        if codes:
             for i, record in enumerate(located.records):
-                for level in ADMIN_LEVELS:
-                    code = record.admin.get(level)
-                    found = self._admin.get((level, code)) if code else None
-                    if found:
-                        which.extend([int(located.change[i])] * len(found))
-                        rows.extend(found)
-        return np.array(which, np.int64), np.array(rows, np.int32)
+                for level, name in enumerate(ADMIN_LEVELS):
+                    code = record.admin.get(name)
+                    number = codes.get((name, code)) if code else None
+                    if number is not None:
+                        out[level, i] = admin_key(level, number)
+        return out
 
-    def _thematic(self, changes: Sequence[Change], which: Ints, rows: Rows) -> npt.NDArray[np.bool_]:
+    def _thematic(self, asked: _Asked, which: Ints, rows: Rows) -> npt.NDArray[np.bool_]:
         """Live rows whose datasets, kinds and rating bounds accept their change (bit masks, in numpy)."""
-        datasets = np.array([self._datasets.mask((c.dataset,), learn=False) or 0 for c in changes], np.uint64)
-        kinds = np.array([self._kinds.mask(c.kinds, learn=False) or 0 for c in changes], np.uint64)
-        ratings = np.array([_rating(c) for c in changes], np.int64)
         cols = self._cols
         ds, kd = cols["datasets"][rows], cols["kinds"][rows]
-        rating, rmin, rmax = ratings[which], cols["rmin"][rows], cols["rmax"][rows]
+        rating, rmin, rmax = asked.ratings[which], cols["rmin"][rows], cols["rmax"][rows]
         rated = rating != NO_RATING
-        accepted: npt.NDArray[np.bool_] = (cols["live"][rows] & ((ds == 0) | ((ds & datasets[which]) != 0))
-                & ((kd == 0) | ((kd & kinds[which]) != 0))
+        accepted: npt.NDArray[np.bool_] = (cols["live"][rows] & ((ds == 0) | ((ds & asked.masks[0][which]) != 0))
+                & ((kd == 0) | ((kd & asked.masks[1][which]) != 0))
                 & ((rmin == NO_RATING) | (rated & (rating >= rmin)))
                 & ((rmax == NO_RATING) | (rated & (rating <= rmax))))
         return accepted
 
     def _slow_filters(self, changes: Sequence[Change], which: Ints, rows: Rows) -> tuple[Ints, Rows]:
-        """Filters that read record fields (activities, where) or did not fit the masks: decided by Python."""
+        """Filters that read record fields (activities, where) or did not fit the masks: decided by Python, once per
+        distinct (filter, change) however many subscriptions share the filter."""
         slow = np.flatnonzero(self._cols["slow"][rows])
         if not len(slow):
             return which, rows
+        fid = self._cols["fid"][rows[slow]].astype(np.int64)
+        asked, inverse = np.unique(fid * len(changes) + which[slow], return_inverse=True)
+        verdicts = np.fromiter((self._filters[int(k) // len(changes)].accepts(
+            changes[int(k) % len(changes)], changes[int(k) % len(changes)].current.rating) for k in asked.tolist()),
+            np.bool_, len(asked))
         keep = np.ones(len(rows), np.bool_)
-        for i in slow.tolist():
-            sub, change = self._subs[int(rows[i])], changes[int(which[i])]
-            keep[i] = sub is not None and sub.filter.accepts(change, change.current.rating)
+        keep[slow] = verdicts[inverse.ravel()]
         return which[keep], rows[keep]
 
 
@@ -335,8 +501,18 @@ def _rating(change: Change) -> int:
     return NO_RATING if rating is None else rating
 
 
-def _ident(subscription: Subscription) -> str:
-    return subscription.id
+_ident = operator.attrgetter("id")
+
+
+def warm_up() -> bool:
+    """Match once, so the compiled kernel is compiled (or loaded) now rather than on a process's first change;
+    whether it is compiled (False: numba is absent, numpy matches)."""
+    area = Circle(Point(48.8566, 2.3522), 1000.0)
+    index = SubscriptionIndex([Subscription("warm-up", area, "console://")])
+    record = Record("warm-up", "k", {}, "f", area.center, AdminCodes())
+    index.match_many([Change("warm-up", "warm-up", "k", Op.CREATED, ("new_inspection",), None, record, (),
+                             datetime(2020, 1, 1, tzinfo=UTC), "v")])
+    return index_kernel.match is not None
 
 
 def _haversine(lat1: npt.NDArray[np.float64], lon1: npt.NDArray[np.float64], lat2: npt.NDArray[np.float64],

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from core.index import SubscriptionIndex
 from core.match import brute_force
@@ -20,11 +21,14 @@ def test_quick_run_prints_the_table() -> None:
                             check=False)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert any(line.split()[:1] == ["10000"] for line in lines), result.stdout
+    for layout in ("cities", "even"):
+        assert any(line.split()[:2] == [layout, "10000"] for line in lines), result.stdout
     assert any(line.strip().startswith("target 1M") for line in lines)
 
 
-def test_the_bench_data_matches_as_brute_force_says() -> None:
+@pytest.mark.parametrize("layout", ["cities", "even"])
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "numpy"])
+def test_the_bench_data_matches_as_brute_force_says(layout: str, compiled: bool) -> None:
     spec = importlib.util.spec_from_file_location("bench_match", BENCH)
     assert spec is not None
     assert spec.loader is not None
@@ -32,8 +36,8 @@ def test_the_bench_data_matches_as_brute_force_says() -> None:
     sys.modules["bench_match"] = bench  # its dataclasses look their module up
     spec.loader.exec_module(bench)
     rng = np.random.default_rng(3)
-    subs, changes = bench.subscriptions(rng, 3000), bench.changes(rng, 200)
-    index = SubscriptionIndex(subs)
+    subs, changes = bench.subscriptions(rng, 3000, layout), bench.changes(rng, 200, layout)
+    index = SubscriptionIndex(subs, compiled=compiled)
     found = index.match_many(changes)
     assert found == [brute_force(subs, change) for change in changes]
     assert sum(map(len, found)) > 0

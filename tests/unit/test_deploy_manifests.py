@@ -27,7 +27,7 @@ CLI_ROLES = {
     ("notifier", "--channel", "slack"),
     ("api",),
 }
-IMAGE_EXTRAS = {"kafka", "redis", "telegram", "rocksdb"}
+IMAGE_EXTRAS = {"kafka", "redis", "telegram", "rocksdb", "fast"}
 SHARED_SETTINGS = {
     "VIGIE_BUS": "kafka://",
     "VIGIE_STORE": "redis://",

@@ -20,16 +20,19 @@ PROPERTY = settings(deadline=None, max_examples=300)
 
 @dataclass(frozen=True, slots=True)
 class Options:
-    """SubscriptionIndex thresholds, small enough that tests reach the main table and the renumbering."""
+    """SubscriptionIndex thresholds, small enough that tests reach the main table and the renumbering; the compiled
+    kernel (core/index_kernel.py) or numpy."""
 
     merge_at: int
     compact_at: int
+    compiled: bool
 
     def index(self, subs: list[Subscription]) -> SubscriptionIndex:
-        return SubscriptionIndex(subs, merge_at=self.merge_at, compact_at=self.compact_at)
+        return SubscriptionIndex(subs, merge_at=self.merge_at, compact_at=self.compact_at, compiled=self.compiled)
 
 
-options = st.builds(Options, merge_at=st.sampled_from((0, 3, 4096)), compact_at=st.sampled_from((0, 2, 1024)))
+options = st.builds(Options, merge_at=st.sampled_from((0, 3, 4096)), compact_at=st.sampled_from((0, 2, 1024)),
+                    compiled=st.booleans())
 Op = tuple[str, Subscription | str | list[Change]]
 operations: st.SearchStrategy[Op] = st.one_of(
     st.tuples(st.just("add"), s.subscriptions()),

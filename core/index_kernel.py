@@ -1,0 +1,225 @@
+"""The subscription index's inner loop, compiled: cells to candidates, then the thematic masks and the geometry,
+in one pass over each located side, without the temporaries the numpy version allocates per candidate.
+
+It needs numba (the `fast` extra). `compiled()` says whether it is there; core/index.py uses the numpy version
+otherwise. Both answer the same question with the same floating-point rules: a point within `RIM_M` of a circle's
+rim comes back *unsure*, for core.geo to decide in Python, so the verdict never depends on which libm computed the
+distance; polygons are decided here by the very operations core.geo._in_ring performs, in the same order
+(tests/unit/core/test_match.py runs both against brute force).
+
+Compiled code is cached on disk beside this file (or under $NUMBA_CACHE_DIR): the first process compiles for a
+second or two, the next ones load it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+import numpy as np
+import numpy.typing as npt
+
+from core.geo import EARTH_RADIUS_M
+
+try:
+    import numba
+except ImportError:  # pragma: no cover - the `fast` extra is absent: core/index.py matches with numpy
+    numba = None  # type: ignore[assignment]
+
+CIRCLE, BOX, POLYGON, ADMIN, EVERYWHERE = 1, 2, 3, 4, 5
+NO_RATING = -(2**31)
+DEAD, PLAIN, FILTERED = 0.0, 1.0, 2.0  # a row's state (core/index.py writes it)
+RIM_M = 1e-6  # a point this close to a circle's rim is decided by core.geo in Python
+_REJECT_M = 1e-3  # a point whose latitude alone puts it this far outside a circle is outside (no trigonometry)
+_RAD = math.pi / 180.0
+
+Ints = npt.NDArray[np.int64]
+Rows = npt.NDArray[np.int32]
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _jit(fn: F) -> F:
+    if numba is None:
+        return fn
+    return cast(F, numba.njit(cache=True, nogil=True)(fn))
+
+
+def _inline(fn: F) -> F:
+    """A helper of `_match`, compiled into it (a call passing arrays costs more than the test itself)."""
+    if numba is None:
+        return fn
+    return cast(F, numba.njit(inline="always")(fn))
+
+
+@_jit
+def _candidates(side_keys: Ints, table_keys: Ints, bounds: Ints, slot: int) -> int:
+    """Store each (level, side) key's [lo, hi) range of `table_keys` in bounds[slot], bounds[slot + 1]; their
+    total. Keys are looked up in sorted order, each search galloping from where the previous one ended: a batch
+    walks the table once, in order, instead of one cache-missing binary search per key."""
+    total, size = 0, len(table_keys)
+    n = side_keys.shape[1]
+    flat = side_keys.ravel()
+    at = 0
+    for q in np.argsort(flat):
+        key = flat[q]
+        lo = hi = 0
+        if key >= 0 and size:
+            step = 1  # gallop: the first position whose key is >= `key`, searching forward from `at`
+            while at + step < size and table_keys[at + step] < key:
+                step *= 2
+            lo = at + np.searchsorted(table_keys[at:min(at + step + 1, size)], key, side="left")
+            hi = lo
+            while hi < size and table_keys[hi] == key:
+                hi += 1
+            at = lo
+        bounds[q // n, q % n, slot] = lo
+        bounds[q // n, q % n, slot + 1] = hi
+        total += hi - lo
+    return total
+
+
+@_inline
+def _accepts(r: int, change: int, masks: Any, ratings: Any, ch_masks: Any, ch_rating: Any) -> bool:  # noqa: PLR0917
+    """Row r's dataset and kind masks and rating bounds accept `change` (0 in a mask: any). Branch-free: which
+    rows carry a filter is random, and mispredicted branches cost more than evaluating every term."""
+    wanted_ds, wanted_kinds = masks[r, 0], masks[r, 1]
+    rating, low, high = ch_rating[change], ratings[r, 0], ratings[r, 1]
+    rated = rating != NO_RATING
+    return bool(((wanted_ds == 0) | ((wanted_ds & ch_masks[0, change]) != 0))
+                & ((wanted_kinds == 0) | ((wanted_kinds & ch_masks[1, change]) != 0))
+                & ((low == NO_RATING) | (rated & (rating >= low)))
+                & ((high == NO_RATING) | (rated & (rating <= high))))
+
+
+@_inline
+def _inside(r: int, lat: float, lon: float, coslat: float, shape: Any,  # noqa: PLR0917
+            rings: Ints, vertices: Any) -> int:
+    """0 out, 1 in, 2 unsure (Python decides) for row r's area and the point (lat, lon), cos(lat) given."""
+    kind = shape[r, 0]
+    if kind in (EVERYWHERE, ADMIN):
+        return 1  # an admin row is a candidate only in its code's cell
+    if kind == CIRCLE:
+        return _in_circle(r, lat, lon, coslat, shape)
+    in_box = kind in (BOX, POLYGON) and shape[r, 1] <= lat <= shape[r, 3] and shape[r, 2] <= lon <= shape[r, 4]
+    if not in_box or kind == BOX:
+        return int(in_box)
+    return _in_polygon(int(shape[r, 5]), int(shape[r, 6]), lat, lon, rings, vertices)
+
+
+@_inline
+def _in_ring(lon: float, lat: float, vertices: Any, start: int, end: int) -> bool:
+    """core.geo._in_ring, the same operations in the same order (so the same IEEE results)."""
+    inside = False
+    j = end - 1
+    for i in range(start, end):
+        xi, yi, xj, yj = vertices[i, 0], vertices[i, 1], vertices[j, 0], vertices[j, 1]
+        if (yi > lat) != (yj > lat) and lon < (xj - xi) * (lat - yi) / (yj - yi) + xi:
+            inside = not inside
+        j = i
+    return inside
+
+
+@_inline
+def _in_polygon(first: int, count: int, lat: float, lon: float,  # noqa: PLR0917
+                rings: Ints, vertices: Any) -> int:
+    """core.geo.Polygon.contains past its box: in one polygon's outer ring and in none of its holes."""
+    k, end = first, first + count
+    while k < end:
+        inside = _in_ring(lon, lat, vertices, rings[k, 0], rings[k, 1])
+        k += 1
+        while k < end and rings[k, 2] == 0:  # this polygon's holes
+            if inside and _in_ring(lon, lat, vertices, rings[k, 0], rings[k, 1]):
+                inside = False
+            k += 1
+        if inside:
+            return 1
+    return 0
+
+
+@_inline
+def _in_circle(r: int, lat: float, lon: float, coslat: float, shape: Any) -> int:
+    """_inside for a circle: the meridian distance, then the haversine against the circle's band, then the exact
+    distance on the band."""
+    clat, clon, radius = shape[r, 1], shape[r, 2], shape[r, 3]
+    if abs(lat - clat) * _RAD * EARTH_RADIUS_M > radius + _REJECT_M:
+        return 0  # the meridian distance alone is already longer than the radius
+    phi1, phi2 = clat * _RAD, lat * _RAD
+    half_dlat, half_dlon = math.sin((phi2 - phi1) / 2), math.sin((lon - clon) * _RAD / 2)
+    h = half_dlat * half_dlat + shape[r, 4] * coslat * half_dlon * half_dlon
+    if h < shape[r, 5]:  # the haversine of the distance, against the circle's band (rim_band): no asin needed
+        return 1
+    if h > shape[r, 6]:
+        return 0
+    h = math.sin((phi2 - phi1) / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin((lon - clon) * _RAD / 2) ** 2
+    distance = 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
+    if abs(distance - radius) <= RIM_M:
+        return 2
+    return 1 if distance <= radius else 0
+
+
+@_inline
+def _verdict(r: int, lat: float, lon: float, coslat: float, change: int, shape: Any,  # noqa: PLR0917
+             masks: Any, ratings: Any, ch_masks: Any, ch_rating: Any, rings: Ints, vertices: Any) -> int:
+    """0 out, 1 in, 2 unsure for row r and one located side of `change`: live, accepted, then inside. A row's
+    `shape` is one 64-byte record whose last field says whether it is live and has masks or ratings to check: most
+    rows cost one cache line."""
+    state = shape[r, 7]
+    if state == DEAD or (state == FILTERED and not _accepts(r, change, masks, ratings, ch_masks, ch_rating)):
+        return 0
+    return _inside(r, lat, lon, coslat, shape, rings, vertices)
+
+
+@_jit
+def _match(side_keys: Ints, side_lat: Any, side_lon: Any, side_change: Ints,  # noqa: PLR0917 - positional for numba
+           ch_masks: Any, ch_rating: Ints,
+           main_keys: Ints, main_rows: Rows, delta_keys: Ints, delta_rows: Rows, always: Rows,
+           shape: Any, masks: Any, ratings: Any, rings: Ints, vertices: Any) -> tuple[Ints, Rows, Any]:
+    """(side, row, unsure) of every candidate that passes: rows from both cell tables and `always`."""
+    levels, n = side_keys.shape
+    bounds = np.empty((levels, n, 4), np.int64)
+    total = _candidates(side_keys, main_keys, bounds, 0) + _candidates(side_keys, delta_keys, bounds, 2)
+    total += len(always) * n
+    out_side = np.empty(total, np.int64)
+    out_row = np.empty(total, np.int32)
+    out_unsure = np.empty(total, np.bool_)
+    found = 0
+    for s in range(n):
+        lat, lon, change = side_lat[s], side_lon[s], side_change[s]
+        coslat = math.cos(lat * _RAD)
+        for level in range(levels):
+            for table in range(2):
+                rows = main_rows if table == 0 else delta_rows
+                for p in range(bounds[level, s, 2 * table], bounds[level, s, 2 * table + 1]):
+                    r = rows[p]
+                    v = _verdict(r, lat, lon, coslat, change, shape, masks, ratings, ch_masks, ch_rating, rings,
+                                 vertices)
+                    if v:
+                        out_side[found], out_row[found], out_unsure[found] = s, r, v == 2
+                        found += 1
+        for r in always:  # a side without a point still lies 'everywhere'
+            v = _verdict(r, lat, lon, coslat, change, shape, masks, ratings, ch_masks, ch_rating, rings, vertices)
+            if v:
+                out_side[found], out_row[found], out_unsure[found] = s, r, v == 2
+                found += 1
+    return out_side[:found], out_row[:found], out_unsure[:found]
+
+
+def rim_bands(radius: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """(low, high) per circle radius: a point whose haversine h (sin²(Δφ/2) + cos φ1 cos φ2 sin²(Δλ/2)) is below
+    `low` is inside the circle, above `high` outside, by more than RIM_M and far more than any rounding; in between,
+    the exact distance decides. h grows with the distance up to half the Earth's circumference."""
+    half_turn = math.pi * EARTH_RADIUS_M
+    inner, outer = radius * (1 - 1e-9) - 2 * RIM_M, radius * (1 + 1e-9) + 2 * RIM_M
+    low = np.where(inner > 0, np.sin(np.maximum(inner, 0.0) / (2 * EARTH_RADIUS_M)) ** 2, -1.0)
+    high = np.where(outer < half_turn, np.sin(np.minimum(outer, half_turn) / (2 * EARTH_RADIUS_M)) ** 2, 2.0)
+    return low, high
+
+
+def compiled() -> bool:
+    return numba is not None
+
+
+match: Callable[..., tuple[Ints, Rows, Any]] | None = _match if numba is not None else None
