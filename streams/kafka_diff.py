@@ -9,6 +9,7 @@ the message shapes). State lives in two key/value views (faust Tables in the wor
                                         "p": partition, "b": the record before that snapshot (absent: same as "r";
                                         None: new)}
     groups   "<source>\\x1f<entity>" → sorted record keys of the entity (a key that changed entity may linger)
+             "<source>\\x1f\\x1fremoved\\x1f<partition>" → the keys of the partition's removal markers
 
 `"b"` keeps the state *before* the current snapshot readable while the snapshot streams in, so `created` kinds
 compare with the entity's latest record before the snapshot, exactly as `core.diff.diff` does. The source URL
@@ -49,6 +50,7 @@ from core.profiles import Profile, profile_for
 
 SEP = "\x1f"
 REMOVED = "x"  # an entry with this field is a removal marker: {"x": 1, "s", "t", "p"}
+MARKERS = f"{SEP}removed{SEP}"  # groups "<source>\x1f\x1fremoved\x1f<partition>" → keys with a removal marker
 Entry = dict[str, Any]
 
 
@@ -181,10 +183,15 @@ class PartitionDiff:
     def on_end(self, end: SnapshotEnd, partition: int) -> list[Change]:
         """Remove the keys of `partition` last seen in an older snapshot (with explicit removals: only forget the
         removal entries of older snapshots); a removal leaves a marker entry for one snapshot period, so that a
-        replay of older messages cannot bring the key back."""
+        replay of older messages cannot bring the key back. With explicit removals the partition's list of
+        markers is read instead of the whole state: the end costs what the snapshot removed, not what it holds."""
         if not end.complete:
             return []
-        profile, at = self._profiles(end.dataset), end.at.timestamp()
+        at = end.at.timestamp()
+        if end.explicit:
+            self._forget_markers(end.source, partition, lambda entry: entry["s"] != end.snapshot and entry["t"] < at)
+            return []
+        profile = self._profiles(end.dataset)
         changes = []
         for key, entry in list(self.records.scan(f"{end.source}{SEP}")):
             if entry["p"] != partition or entry["s"] == end.snapshot or entry["t"] >= at:
@@ -192,13 +199,31 @@ class PartitionDiff:
             if REMOVED in entry:
                 self.records.delete(key)  # removed a snapshot ago: no replay reaches back that far
                 continue
-            if end.explicit:
-                continue  # not sent: unchanged since the producer's digests
             before = record_from_dict(entry["r"])
             self._remove(end.source, before, snapshot=end.snapshot, at=at, partition=partition)
             if not end.baseline:
                 changes.append(removal(before, at=end.at, version=end.version, profile=profile, floor=end.floor))
+        self._forget_markers(end.source, partition, lambda _entry: False)  # the list loses the markers just deleted
         return changes
+
+    def _forget_markers(self, source: str, partition: int, expired: Callable[[Entry], bool]) -> None:
+        """Delete the partition's removal markers that are `expired`; the list keeps the others (a key that came
+        back, or whose marker moved to another partition, leaves it)."""
+        listed = f"{source}{SEP}{MARKERS}{partition}"
+        kept = []
+        for member in self.groups.get(listed) or []:
+            key = f"{source}{SEP}{member}"
+            entry: Entry | None = self.records.get(key)
+            if entry is None or REMOVED not in entry or entry["p"] != partition:
+                continue
+            if expired(entry):
+                self.records.delete(key)
+            else:
+                kept.append(member)
+        if kept:
+            self.groups.put(listed, kept)
+        else:
+            self.groups.delete(listed)
 
     def on_removed(self, msg: Removal, partition: int) -> Change | None:
         """A key the producer says is gone: removed unless already gone (a replay) or newer than the message."""
@@ -216,6 +241,10 @@ class PartitionDiff:
         """The key becomes a removal entry (for one snapshot period) and leaves its entity."""
         self.records.put(f"{source}{SEP}{before.key}", {REMOVED: 1, "s": snapshot, "t": at, "p": partition})
         self._leave_group(source, before)
+        listed = f"{source}{SEP}{MARKERS}{partition}"
+        markers: list[str] = self.groups.get(listed) or []
+        if before.key not in markers:
+            self.groups.put(listed, [*markers, before.key])
 
     def _seen(self, key: str, entry: Entry, msg: RecordMessage, partition: int) -> None:
         """An unchanged record: the stored one stays (as in the embedded state), now seen in `msg`'s snapshot."""

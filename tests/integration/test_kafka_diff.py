@@ -9,8 +9,9 @@ No broker needed: the faust Tables are dicts here (the e2e tests run the real th
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import timedelta
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -20,7 +21,7 @@ from core.diff import apply, diff, refreshed
 from core.model import Change, Record
 from core.profiles import Profile, profile_for
 from producers.digests import ABSENT, COMPLETE_MARK, EXPLICIT, delta
-from streams.kafka_diff import DictKV, PartitionDiff, RecordMessage, Removal, SnapshotEnd
+from streams.kafka_diff import MARKERS, REMOVED, SEP, DictKV, PartitionDiff, RecordMessage, Removal, SnapshotEnd
 from tests.unit.core.factories import AT, inspection
 from tests.unit.core.strategies import ENTITIES, KEYS, profiles, states
 
@@ -211,3 +212,24 @@ def test_an_unchanged_republication_sends_no_record() -> None:
     assert [type(m).__name__ for m, _ in stream.sent[2]] == ["SnapshotEnd", "SnapshotEnd"]
     assert [c.key for c in stream.snapshot(rows[1:], complete=True)] == ["a"]
     assert [type(m).__name__ for m, _ in stream.sent[3]] == ["Removal", "SnapshotEnd", "SnapshotEnd"]
+
+
+class NoScan(DictKV):
+    """The records table of a worker whose ends must not read the whole state."""
+
+    def scan(self, prefix: str) -> Iterator[tuple[str, Any]]:
+        raise AssertionError(f"an explicit end scanned the state ({prefix!r})")
+
+
+def test_a_removal_marker_lives_one_snapshot_and_explicit_ends_read_only_the_markers() -> None:
+    rows = [inspection(key, entity=key) for key in ("a", "b", "c")]
+    stream = DigestStream(2, profile_for("alimconfiance"))
+    stream.snapshot(rows, complete=True, baseline=True)  # whole: its ends read the state
+    stream.records.__class__ = NoScan  # from now on every snapshot is explicit
+    assert [c.key for c in stream.snapshot(rows[1:], complete=True)] == ["a"]
+    markers = {k for k, v in stream.records.data.items() if REMOVED in v}
+    assert markers == {f"{SOURCE}{SEP}a"}  # it blocks a replay of the older snapshot
+    stream.snapshot(rows[1:], complete=True)
+    assert not any(REMOVED in v for v in stream.records.data.values())  # forgotten one snapshot later
+    assert not any(MARKERS in k for k in stream.groups.data)
+    assert [c.key for c in stream.snapshot(rows, complete=True)] == ["a"]  # and the key can come back
