@@ -27,7 +27,7 @@ import aiohttp
 
 from core.errors import DeliveryError, SubscriptionError
 from core.model import Delivery
-from core.ports import BatchingChannel, Channel, MergingChannel
+from core.ports import BatchingChannel, Channel, MergingChannel, conforms
 from core.urls import host_problem
 from notifiers import console, slack, telegram, webhook
 from notifiers.base import DEFAULT_TIMEOUT, Options, Plugin, Refused, Target, mask_unparsed, split_scheme
@@ -132,22 +132,22 @@ class Channels:
     def merge_limit(self, name: str) -> int:
         """How many alerts to one destination channel `name` can merge into one message (1: it cannot)."""
         channel = self.channel(name)
-        return max(1, channel.merge_limit) if isinstance(channel, MergingChannel) else 1
+        return max(1, channel.merge_limit) if conforms(channel, MergingChannel) else 1
 
     def batch_limit(self, name: str) -> int:
         """How many alerts channel `name` sends in one batch to a subscription that opted in (1: no batches)."""
         channel = self.channel(name)
-        return max(1, channel.batch_limit) if isinstance(channel, BatchingChannel) else 1
+        return max(1, channel.batch_limit) if conforms(channel, BatchingChannel) else 1
 
     async def send_merged(self, deliveries: Sequence[Delivery]) -> None:
         """One message for deliveries sharing a destination (one delivery: a plain `send`): merged (Slack), or one
         batch of a subscription that opted in (webhooks)."""
         channel = self.channel(deliveries[0].subscription.channel)
-        if isinstance(channel, BatchingChannel) and deliveries[0].subscription.batch:
+        if conforms(channel, BatchingChannel) and deliveries[0].subscription.batch:
             await channel.send_batch(deliveries)
         elif len(deliveries) == 1:
             await channel.send(deliveries[0])
-        elif isinstance(channel, MergingChannel):
+        elif conforms(channel, MergingChannel):
             await channel.send_merged(deliveries)
         else:
             raise DeliveryError(f"{deliveries[0].subscription.channel}:// cannot merge alerts", retriable=False)

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from typing import Protocol, TypeVar, runtime_checkable
 
 from core.model import Delivery, Subscription
+from core.ports import conforms
 
 T = TypeVar("T")
 
@@ -47,13 +48,13 @@ class BatchingSender(Sender, Protocol):
 def chunk_size(sender: Sender, subscription: Subscription) -> int:
     """A merging channel's limit; a batching subscription's channel batch limit; 1 otherwise."""
     limit = merge_limit(sender, subscription.channel)
-    if limit == 1 and subscription.batch and isinstance(sender, BatchingSender):
+    if limit == 1 and subscription.batch and conforms(sender, BatchingSender):
         return max(1, sender.batch_limit(subscription.channel))
     return limit
 
 
 def merge_limit(sender: Sender, channel: str) -> int:
-    return max(1, sender.merge_limit(channel)) if isinstance(sender, MergingSender) else 1
+    return max(1, sender.merge_limit(channel)) if conforms(sender, MergingSender) else 1
 
 
 def queue_key(sender: Sender, delivery: Delivery) -> str:
@@ -77,6 +78,6 @@ async def send_chunk(sender: Sender, deliveries: Sequence[Delivery]) -> None:
     if len(deliveries) == 1 and chunk_size(sender, deliveries[0].subscription) == 1:
         await sender.send(deliveries[0])
         return
-    if not isinstance(sender, MergingSender):
+    if not conforms(sender, MergingSender):
         raise TypeError("merged deliveries need a MergingSender")
     await sender.send_merged(deliveries)
