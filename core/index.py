@@ -62,6 +62,7 @@ _GROUPS: dict[str, tuple[type, tuple[str, ...]]] = {
     "shape": (np.float64, ("kind", "a", "b", "c", "d", "e", "f", "state")), "masks": (np.int64, ("datasets", "kinds")),
     "ratings": (np.int32, ("rmin", "rmax")), "flags": (np.bool_, ("slow", "live")), "fid": (np.int32, ("fid",))}
 Row = tuple[int, float, float, float, float, float, float, float, int, int, int, int, bool, bool, int]
+_ROW = np.dtype([(name, dtype) for dtype, names in _GROUPS.values() for name in names])  # a Row, in numpy
 
 
 class _Bits:
@@ -205,19 +206,20 @@ class SubscriptionIndex:
         candidates share cache lines: ordered by the 0.16° cell of the circle's centre or the box's corner (admin
         and 'everywhere' last)."""
         items = list(subscriptions)
+        if not items:
+            return
         values = [self._values(subscription) for subscription in items]
-        kind = np.fromiter((v[0] for v in values), np.float64, len(values))
-        lat = np.fromiter((v[1] for v in values), np.float64, len(values))
-        lon = np.fromiter((v[2] for v in values), np.float64, len(values))
+        table = _rows_table(values)
+        kind = table["kind"]
         spatial = (kind == CIRCLE) | (kind == BOX) | (kind == POLYGON)
-        lat_cell = np.where(spatial, np.floor((lat + 90.0) / _SORT_STEP), np.inf)
-        for i in np.lexsort((np.floor((lon + 180.0) / _SORT_STEP), lat_cell)).tolist():
-            subscription, row = items[i], len(self._subs)
-            self._subs.append(subscription)
-            self._row[subscription.id] = row
-            self._pending.append(values[i])
-            if values[i][0] == EVERYWHERE:
-                self._always.add(row)
+        lat_cell = np.where(spatial, np.floor((table["a"] + 90.0) / _SORT_STEP), np.inf)
+        order = np.lexsort((np.floor((table["b"] + 180.0) / _SORT_STEP), lat_cell))
+        start = len(self._subs)
+        ordered = [items[i] for i in order.tolist()]
+        self._subs.extend(ordered)
+        self._row.update(zip([s.id for s in ordered], range(start, start + len(ordered)), strict=True))
+        self._always.update((start + np.flatnonzero(kind[order] == EVERYWHERE)).tolist())
+        self._write(table[order])
 
     def remove(self, subscription_id: str) -> None:
         row = self._row.pop(subscription_id, None)
@@ -316,11 +318,6 @@ class SubscriptionIndex:
 
     def _values(self, subscription: Subscription) -> Row:
         area, f = subscription.area, subscription.filter
-        datasets = self._datasets.mask(f.datasets, learn=True)
-        kinds = self._kinds.mask(f.kinds, learn=True)
-        slow = f.reads_fields or datasets is None or kinds is None
-        ratings = (NO_RATING if f.min_rating is None else f.min_rating,
-                   NO_RATING if f.max_rating is None else f.max_rating)
         shape: tuple[int, float, float, float, float, float, float, float]
         if isinstance(area, Circle):  # d, e, f: written by _flush
             shape = (CIRCLE, area.center.lat, area.center.lon, area.radius_m, 0.0, 0.0, 0.0, 0.0)
@@ -338,22 +335,37 @@ class SubscriptionIndex:
             shape = (EVERYWHERE, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
         else:
             raise TypeError(f"unknown area type {type(area).__name__}")
+        datasets, kinds, low, high, slow, fid = self._thematic_row(f)
+        return (*shape, datasets, kinds, low, high, slow, subscription.active, fid)
+
+    def _thematic_row(self, f: Filter) -> tuple[int, int, int, int, bool, int]:
+        """A filter's columns: its masks, rating bounds, whether Python must decide it (slow) and its number."""
+        datasets = self._datasets.mask(f.datasets, learn=True)
+        kinds = self._kinds.mask(f.kinds, learn=True)
+        slow = f.reads_fields or datasets is None or kinds is None
         fid = -1
         if slow:
             fid = self._fids.setdefault(repr(f), len(self._fids))
             if fid == len(self._filters):
                 self._filters.append(f)
-        return (*shape, datasets or 0, kinds or 0, *ratings, slow, subscription.active, fid)
+        return (datasets or 0, kinds or 0, NO_RATING if f.min_rating is None else f.min_rating,
+                NO_RATING if f.max_rating is None else f.max_rating, slow, fid)
 
     def _flush(self) -> None:
         """Write pending rows to the columns and their cells to the delta table (merged into main when big)."""
         if not self._pending:
             return
-        start, count = self._size, len(self._pending)
+        table, self._pending = _rows_table(self._pending), []
+        self._write(table)
+
+    def _write(self, table: npt.NDArray[Any]) -> None:
+        """Rows (a _ROW structured array) to the columns after the last written one, with their derived columns
+        and cells."""
+        start, count = self._size, len(table)
         self._reserve(start + count)
-        for column, values in zip(self._cols.values(), zip(*self._pending, strict=True), strict=True):
-            column[start:start + count] = values
-        self._size, self._pending = start + count, []
+        for name, column in self._cols.items():
+            column[start:start + count] = table[name]
+        self._size = start + count
         self._rings.flush()
         c = {name: column[start:start + count] for name, column in self._cols.items()}
         circle = c["kind"] == CIRCLE  # what the compiled kernel's trigonometry-light test reads
@@ -486,14 +498,18 @@ class SubscriptionIndex:
         slow = np.flatnonzero(self._cols["slow"][rows])
         if not len(slow):
             return which, rows
+        n = len(changes)
         fid = self._cols["fid"][rows[slow]].astype(np.int64)
-        asked, inverse = np.unique(fid * len(changes) + which[slow], return_inverse=True)
-        verdicts = np.fromiter((self._filters[int(k) // len(changes)].accepts(
-            changes[int(k) % len(changes)], changes[int(k) % len(changes)].current.rating) for k in asked.tolist()),
-            np.bool_, len(asked))
+        asked, inverse = np.unique(fid * n + which[slow], return_inverse=True)
+        verdicts = np.fromiter((self._filters[k // n].accepts(changes[k % n], changes[k % n].current.rating)
+                                for k in asked.tolist()), np.bool_, len(asked))
         keep = np.ones(len(rows), np.bool_)
         keep[slow] = verdicts[inverse.ravel()]
         return which[keep], rows[keep]
+
+
+def _rows_table(rows: list[Row]) -> npt.NDArray[Any]:
+    return np.array(rows, dtype=_ROW)
 
 
 def _rating(change: Change) -> int:
