@@ -45,9 +45,12 @@ services-up:
 services-down:
 	bash deploy/local/services.sh down
 
+# The benchmarks, full size (several minutes; the tests run their --quick forms): the diff, matching against
+# 10k-1M subscriptions, and the pipeline on both runtimes through a real Kafka and Redis (started when absent).
 bench: $(VENV)/.dev-installed
 	$(BIN)/python bench/diff.py
-	$(BIN)/python bench/match.py --quick
+	$(BIN)/python bench/match.py
+	bash deploy/local/with-services.sh $(BIN)/python bench/pipeline.py --events 15463 --every 100
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
