@@ -22,6 +22,7 @@ $(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
 # tools.
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(QUIET_BUILD) $(BIN)/python -m pip install --quiet -e '.[kafka,redis,telegram,rocksdb,fast,dev]'
+	$(BIN)/python -c "import core.index; core.index.warm_up()"  # compile the index's kernel once, here
 	@touch $@ $(VENV)/.demo-installed
 
 install: $(VENV)/.dev-installed

@@ -42,6 +42,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
 from core import topology
+from core.index import warm_up
 from core.storms import MassRule
 from core.topology import Topics, TopicSpec
 from notifiers import PLUGINS, Channels
@@ -219,6 +220,8 @@ async def run_streams(s: DistributedSettings) -> None:
         raise SystemExit("vigie streams worker: no dataset to read; set VIGIE_SOURCES or VIGIE_DATASETS")
     await ensure_topics(s.bootstrap, topic_specs(s))
     await asyncio.to_thread(Path(s.data_dir).mkdir, parents=True, exist_ok=True)
+    if await asyncio.to_thread(warm_up):  # the index's kernel, loaded (or compiled) before the first change
+        log.info("subscription index: compiled kernel ready")
     store = streams_store(s)
     # faust's memory store drops standby data after every recovery: standbys only pay off with RocksDB
     conf = StreamsConfig(app_id=s.app_id, bootstrap=s.bootstrap, datasets=datasets, store=store,
