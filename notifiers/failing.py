@@ -1,7 +1,7 @@
 """Endpoints that keep failing: one that has failed every delivery for `disable_after` is disabled.
 
 Both workers tell an `EndpointWatch` about each failure and each success. The watch keeps, per destination, when
-its current run of failures began (`Failures`: the embedded runtime's SQLite table, streams/failing_sqlite.py, or
+its current run of failures began (`Failures`: the embedded runtime's SQLite table, notifiers/failing_sqlite.py, or
 the distributed runtime's Redis hash here); a success ends the run. When a failure comes `disable_after` or more
 after the run began, the watch reports the destination to `on_refused` (runtime/ disables every subscription to
 it, with the reason `vigie subscriptions list` and the API show, and logs it), as a 410 Gone does at once.

@@ -29,6 +29,7 @@ from core.snapshots import scoped
 from core.storms import MassRule
 from notifiers import Channels
 from notifiers.failing import EndpointWatch
+from notifiers.failing_sqlite import SqliteFailures
 from notifiers.outbox_sqlite import SqliteOutbox
 from notifiers.ratelimit import DEFAULT_RATES, Rate, RateLimiter
 from notifiers.worker import DrainResult, OutboxWorker
@@ -40,7 +41,6 @@ from runtime.metrics import Metrics, poll_outcome
 from runtime.settings import Settings
 from runtime.telegram import DATASET, disabler, host_bot, telegram_options
 from runtime.wiring import retry_policy, webhook_guard
-from streams.failing_sqlite import SqliteFailures
 from streams.held_sqlite import HeldEvent
 from streams.processor import Outcome, Processor, deliveries_for
 from streams.sqlite import Database, StateStore

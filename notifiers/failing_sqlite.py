@@ -1,5 +1,5 @@
 """When each destination's current run of failures began, in the embedded runtime's SQLite file
-(notifiers/failing.py `Failures`).
+(notifiers/failing.py `Failures`). The notifier alone reads and writes this table, so it creates it too.
 
     failing   destination → since (Unix time of the first failure of the run)
 
@@ -12,13 +12,13 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Collection
 
-from streams.sqlite import Database
+from notifiers.outbox_sqlite import Transactions
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS failing (destination TEXT PRIMARY KEY, since REAL NOT NULL) WITHOUT ROWID"
 
 
 class SqliteFailures:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Transactions) -> None:
         self.db = db
         self._failing: set[str] | None = None
 
