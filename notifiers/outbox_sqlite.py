@@ -16,7 +16,7 @@ draining n deliveries costs O(n log n).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
@@ -25,6 +25,7 @@ import orjson
 from core.codec import delivery_from_dict
 from core.model import Delivery
 from core.ports import DeadLetter
+from core.stamps import stamp
 
 T = TypeVar("T")
 
@@ -43,11 +44,6 @@ class Transactions(Protocol):
     transaction on the database's thread."""
 
     async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
-
-
-def stamp(moment: datetime) -> str:
-    """The table's timestamps: fixed-width UTC ISO strings, as the processor writes them, compared as text."""
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def dead_letter(payload: dict[str, Any], attempts: int, reason: str) -> DeadLetter:
@@ -71,9 +67,13 @@ class SqliteOutbox:
         return await self.db.call(read)
 
     async def delivered(self, key: str, at: datetime) -> None:
-        await self.db.call(lambda conn: conn.execute(
-            "UPDATE outbox SET status = 'delivered', delivered_at = ?, last_error = NULL WHERE key = ?",
-            (stamp(at), key)))
+        await self.delivered_many([(key, at)])
+
+    async def delivered_many(self, sent: Sequence[tuple[str, datetime]]) -> None:
+        """Every (key, when) done, in one transaction."""
+        rows = [(stamp(at), key) for key, at in sent]
+        await self.db.call(lambda conn: conn.executemany(
+            "UPDATE outbox SET status = 'delivered', delivered_at = ?, last_error = NULL WHERE key = ?", rows))
 
     async def failed(self, key: str, attempts: int, reason: str, retry_at: datetime | None) -> None:
         status, next_at = ("pending", stamp(retry_at)) if retry_at else ("dead", None)

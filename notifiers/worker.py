@@ -6,6 +6,11 @@ after another in outbox order, and after a failure the rest wait for a later rou
 Different subscriptions are served in parallel, at most `concurrency` at a time, each destination
 paced by a token bucket (`ratelimit.py`).
 
+What was delivered is marked in one write when the batch has finished (`Outbox.delivered_many`), each delivery
+with the moment its destination accepted it; failures, retries, holds and drops are written as they happen. A
+crash before that write sends the batch's delivered ones again at restart: delivery is at least once, and
+receivers recognise a repeat by its idempotency key.
+
 A channel that merges (Slack) is queued by destination instead (`merging.py`, shared with the Kafka notifier):
 what is due for one Slack channel goes out as one message per token (up to the limit each), every delivery
 marked with its own key, so a burst never exceeds the channel's rate and nothing is dropped.
@@ -39,6 +44,7 @@ __all__ = ["DEFAULT_RETRY_SCHEDULE", "DrainResult", "OutboxWorker", "Outcome", "
 Outcome = Literal["delivered", "retried", "dead", "dropped", "held"]
 Observe = Callable[[Delivery, str], None]  # told each delivery's outcome (runtime's metrics)
 Pending = tuple[Delivery, int]
+Sent = list[tuple[str, datetime]]  # the keys delivered so far in this drain, with when
 
 
 DEFAULT_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18_000.0, 36_000.0, 36_000.0)
@@ -144,15 +150,21 @@ class OutboxWorker:
         self._observe = observe
 
     async def drain(self, limit: int = 100) -> DrainResult:
-        """Try every delivery due now (up to `limit`) once; what failed is rescheduled or dead-lettered."""
+        """Try every delivery due now (up to `limit`) once; what failed is rescheduled or dead-lettered, what went
+        out is marked delivered in one write once every queue has finished."""
         tally: Counter[Outcome] = Counter()
         queues: dict[str, list[Pending]] = {}
         now = self._clock()
         for delivery, attempts in await self._due(await self._live(await self._outbox.pending(limit, now), tally),
                                                   now, tally):
             queues.setdefault(queue_key(self._channels, delivery), []).append((delivery, attempts))
-        results = await asyncio.gather(*(self._run_queue(queue, tally) for queue in queues.values()),
-                                       return_exceptions=True)
+        sent: Sent = []
+        try:
+            results = await asyncio.gather(*(self._run_queue(queue, tally, sent) for queue in queues.values()),
+                                           return_exceptions=True)
+        finally:  # also when the drain is cancelled: what went out is not sent again
+            if sent:
+                await self._outbox.delivered_many(sent)
         for result in results:  # every queue has finished; now an outbox failure may surface
             if isinstance(result, BaseException):
                 raise result
@@ -189,11 +201,14 @@ class OutboxWorker:
             log.info("%s: delivery %s dropped", reason, delivery.key, extra=_context(delivery))
         return live
 
-    async def _run_queue(self, queue: list[Pending], tally: Counter[Outcome]) -> None:
+    async def _run_queue(self, queue: list[Pending], tally: Counter[Outcome], sent: Sent) -> None:
         size = chunk_size(self._channels, queue[0][0].subscription)
         async with self._slots:
             for chunk in chunks(queue, size):
                 outcomes = [await self._deliver(*chunk[0])] if size == 1 else await self._deliver_merged(chunk)
+                at = self._clock()
+                sent.extend((delivery.key, at) for (delivery, _), outcome in zip(chunk, outcomes, strict=True)
+                            if outcome == "delivered")
                 tally.update(outcomes)
                 if self._observe is not None:
                     for (delivery, _), outcome in zip(chunk, outcomes, strict=True):
@@ -202,7 +217,7 @@ class OutboxWorker:
                     return
 
     async def _deliver_merged(self, chunk: Sequence[Pending]) -> list[Outcome]:
-        """One message for a destination's deliveries; each is then marked with its own outcome."""
+        """One message for a destination's deliveries; each then has its own outcome."""
         first = chunk[0][0].subscription
         await self._limiter.acquire(first.channel, first.destination)
         try:
@@ -210,9 +225,6 @@ class OutboxWorker:
         except Exception as exc:  # DeliveryError says what to do; anything else is retried, with a traceback
             error = _as_delivery_error(exc, chunk[0][0])
             return [await self._failed(delivery, attempts + 1, error) for delivery, attempts in chunk]
-        now = self._clock()
-        for delivery, _ in chunk:
-            await self._outbox.delivered(delivery.key, now)
         await self._succeeded(first.destination)
         log.info("delivered %d merged alerts to %s", len(chunk), mask(first.destination),
                  extra={"channel": first.channel, "subscription_id": first.id})
@@ -226,7 +238,6 @@ class OutboxWorker:
         except Exception as exc:  # DeliveryError says what to do; anything else is retried, with a traceback
             error = _as_delivery_error(exc, delivery)
             return await self._failed(delivery, attempts + 1, error)
-        await self._outbox.delivered(delivery.key, self._clock())
         await self._succeeded(subscription.destination)
         log.info("delivered %s to %s", delivery.key, mask(subscription.destination), extra=_context(delivery))
         return "delivered"

@@ -29,8 +29,9 @@ from core.model import Change, Delivery, Op, Record
 from core.ports import Snapshot
 from core.profiles import GENERIC, Profile
 from core.snapshots import judge
+from core.stamps import stamp
 from core.storms import DEFAULT_MASS_RULE, DatasetEvent, MassRule, Split, notice, split
-from streams.sqlite import Commit, SourceState, StateStore, ts
+from streams.sqlite import Commit, SourceState, StateStore
 from streams.view_sqlite import SqliteCurrentView
 
 log = logging.getLogger(__name__)
@@ -79,12 +80,12 @@ def with_incident(state: SourceState, incident: Incident) -> SourceState:
                    fresh_at=_stamp(incident.fresh_at))
 
 
-def _moment(stamp: str | None) -> datetime | None:
-    return None if stamp is None else datetime.fromisoformat(stamp)
+def _moment(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
 
 
 def _stamp(moment: datetime | None) -> str | None:
-    return None if moment is None else ts(moment)
+    return None if moment is None else stamp(moment)
 
 
 def notices_for(parted: Split, matcher: Matcher) -> list[Delivery]:
@@ -129,7 +130,7 @@ class Processor:
         scope = snapshot.source
         known = await self.state.source(scope)
         if snapshot.unchanged:
-            health, notices = self.incident(known, SourceState(scope, None, True, None, ts(at), None),
+            health, notices = self.incident(known, SourceState(scope, None, True, None, stamp(at), None),
                                             snapshot.dataset, Poll(at), matcher)
             await self.state.commit(Commit(scope, [], [], [], notices, [], health), now=at)
             return Outcome(scope, snapshot.version, 0, snapshot.complete, unchanged=True, deliveries=notices,
@@ -145,7 +146,7 @@ class Processor:
         parted = split(changes, rows=len(snapshot.records), profile=profile, rule=self._mass_rule, source=scope) \
             if alerting else Split(changes, [], None)
         deliveries = deliveries_for(parted.kept, matcher) + notices_for(parted, matcher) if alerting else []
-        health = SourceState(scope, None if problem else snapshot.version, problem is None, problem, ts(at),
+        health = SourceState(scope, None if problem else snapshot.version, problem is None, problem, stamp(at),
                              len(snapshot.records))
         fresh = problem is None and (known is None or known.version != snapshot.version)
         health, notices = self.incident(known, health, snapshot.dataset, Poll(at, problem, fresh), matcher)
@@ -183,7 +184,7 @@ class Processor:
     async def failed(self, url: str, dataset: str, problem: str, matcher: Matcher, *, at: datetime) -> Outcome:
         """A poll that raised: the source is unhealthy, and its incident takes a step, in one transaction."""
         known = await self.state.source(url)
-        health, notices = self.incident(known, SourceState(url, None, False, problem, ts(at), None), dataset,
+        health, notices = self.incident(known, SourceState(url, None, False, problem, stamp(at), None), dataset,
                                         Poll(at, problem), matcher)
         await self.state.commit(Commit(url, [], [], [], notices, [], health), now=at)
         return Outcome(url, "", 0, False, problem=problem, deliveries=notices,

@@ -18,7 +18,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
 import orjson
@@ -31,15 +31,12 @@ from core.codec import (
 )
 from core.model import Change, Delivery, Record
 from core.ports import Quarantined
+from core.stamps import stamp
 from core.storms import DatasetEvent
 from streams import held_sqlite
 
 T = TypeVar("T")
 
-
-def ts(moment: datetime) -> str:
-    """Timestamps are stored as fixed-width UTC ISO strings, so they compare as text."""
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 SCHEMA = """
 PRAGMA journal_mode = WAL;
@@ -274,7 +271,7 @@ def _write_commit(conn: sqlite3.Connection, c: Commit, now: datetime) -> None:
     _enqueue(conn, c.deliveries, now)
     conn.executemany(
         "INSERT INTO quarantine (source, reason, row, at) VALUES (?, ?, ?, ?)",
-        ((q.source, q.reason, orjson.dumps(dict(q.row), default=str), ts(now)) for q in c.quarantined),
+        ((q.source, q.reason, orjson.dumps(dict(q.row), default=str), stamp(now)) for q in c.quarantined),
     )
     _upsert_source(conn, c.source)
     held_sqlite.write_event(conn, c.event, c.held)
@@ -295,9 +292,9 @@ def _delivery_payload(d: Delivery) -> bytes:
 
 
 def _enqueue(conn: sqlite3.Connection, deliveries: Iterable[Delivery], now: datetime) -> None:
-    stamp = ts(now)
+    at = stamp(now)
     conn.executemany(
         "INSERT OR IGNORE INTO outbox (key, subscription_id, channel, payload, next_at, created_at) "
         "VALUES (?, ?, ?, ?, ?, ?)",
-        ((d.key, d.subscription.id, d.subscription.channel, _delivery_payload(d), stamp, stamp) for d in deliveries),
+        ((d.key, d.subscription.id, d.subscription.channel, _delivery_payload(d), at, at) for d in deliveries),
     )

@@ -29,6 +29,7 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from core.model import Delivery, Subscription
+from core.stamps import stamp
 from core.topology import Topics
 from runtime.api import build_app
 from runtime.distributed import DistributedSettings, topic_specs
@@ -36,7 +37,7 @@ from runtime.embedded import Embedded
 from runtime.settings import Settings
 from runtime.wiring import subscription_store
 from streams.bus.kafka import delivery_message, ensure_topics
-from streams.sqlite import Commit, SourceState, ts
+from streams.sqlite import Commit, SourceState
 from tests import services
 from tests.e2e.test_distributed import PARTITIONS, VIGIE, Deployment
 from tests.integration.test_slack_alerts import alert
@@ -174,7 +175,7 @@ class EmbeddedRig:
     clock: FakeClock
 
     async def queue(self, deliveries: list[Delivery]) -> None:
-        health = SourceState("src", "v1", True, None, ts(self.clock()), 0)
+        health = SourceState("src", "v1", True, None, stamp(self.clock()), 0)
         await self.vigie.state.commit(Commit("src", [], [], [], deliveries, [], health), now=self.clock())
 
     async def run(self) -> None:

@@ -13,12 +13,13 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from core.model import Delivery, Subscription
+from core.stamps import stamp
 from notifiers import Channels
 from notifiers.outbox_sqlite import SqliteOutbox
 from notifiers.ratelimit import RateLimiter
 from notifiers.worker import DrainResult, OutboxWorker
 from runtime.demo.slack_api import DEFAULT_TOKEN, FakeSlackApi
-from streams.sqlite import Commit, Database, SourceState, StateStore, ts
+from streams.sqlite import Commit, Database, SourceState, StateStore
 from subscriptions.sqlite import SqliteSubscriptionStore
 from tests.integration.test_slack_alerts import alert
 
@@ -54,7 +55,7 @@ class Rig:
             after = replace(base.change.current, rating=rating)
             change = replace(base.change, id=f"{subscription.id}-{detected}-{n}", after=after, detected_at=at(detected))
             made.append(Delivery.of(change, subscription))
-        health = SourceState("src", "v1", True, None, ts(at(detected)), 0)
+        health = SourceState("src", "v1", True, None, stamp(at(detected)), 0)
         await StateStore(self.db).commit(Commit("src", [], [], [], made, [], health), now=at(detected))
         return made
 

@@ -133,8 +133,8 @@ class ListOutbox:
         gone = set(self.done) | {key for key, _ in self.failures}
         return [(d, a) for d, a in self.pending_ if d.key not in gone][:limit]
 
-    async def delivered(self, key: str, at: datetime) -> None:
-        self.done.append(key)
+    async def delivered_many(self, sent: Sequence[tuple[str, datetime]]) -> None:
+        self.done.extend(key for key, _ in sent)
 
     async def failed(self, key: str, attempts: int, reason: str, retry_at: datetime | None) -> None:
         self.failures.append((key, reason))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -73,6 +74,7 @@ class MemoryOutbox:
 
     entries: dict[str, Entry] = field(default_factory=dict)
     pending_calls: int = 0
+    delivered_writes: list[list[str]] = field(default_factory=list)  # the keys of each delivered_many
 
     def add(self, *deliveries: Delivery, at: datetime = T0) -> None:
         for d in deliveries:
@@ -98,9 +100,11 @@ class MemoryOutbox:
                 break
         return due
 
-    async def delivered(self, key: str, at: datetime) -> None:
-        entry = self.entries[key]
-        entry.status, entry.delivered_at, entry.reason = "delivered", at, None
+    async def delivered_many(self, sent: Sequence[tuple[str, datetime]]) -> None:
+        self.delivered_writes.append([key for key, _ in sent])
+        for key, at in sent:
+            entry = self.entries[key]
+            entry.status, entry.delivered_at, entry.reason = "delivered", at, None
 
     async def dropped(self, key: str, reason: str) -> None:
         entry = self.entries[key]

@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from core.model import Delivery
+from core.stamps import stamp
 from notifiers.outbox_sqlite import SqliteOutbox
 from notifiers.ratelimit import RateLimiter
 from notifiers.worker import DrainResult, OutboxWorker
-from streams.sqlite import Commit, Database, SourceState, StateStore, ts
+from streams.sqlite import Commit, Database, SourceState, StateStore
 from subscriptions.sqlite import SqliteSubscriptionStore
 from tests.unit.notifiers.support import T0, Clock, delivery
 
@@ -46,7 +47,7 @@ class Rig:
     async def queue(self, *deliveries: Delivery) -> None:
         for d in deliveries:
             await self.store.put(d.subscription)
-        health = SourceState("src", "v1", True, None, ts(T0), 0)
+        health = SourceState("src", "v1", True, None, stamp(T0), 0)
         await StateStore(self.db).commit(Commit("src", [], [], [], deliveries, [], health), now=T0)
 
     async def statuses(self) -> dict[str, tuple[str, str | None]]:

@@ -8,16 +8,20 @@ one index seek.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from core.model import Delivery
+from core.stamps import stamp
 from notifiers.outbox_sqlite import PENDING, SqliteOutbox
-from streams.sqlite import Commit, Database, SourceState, StateStore, ts
+from streams.sqlite import Commit, Database, SourceState, StateStore
 from tests.unit.notifiers.support import T0, delivery
+
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -28,7 +32,7 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
 
 
 async def queue(db: Database, *deliveries: Delivery) -> None:
-    health = SourceState("src", "v1", True, None, ts(T0), 0)
+    health = SourceState("src", "v1", True, None, stamp(T0), 0)
     await StateStore(db).commit(Commit("src", [], [], [], deliveries, [], health), now=T0)
 
 
@@ -37,7 +41,7 @@ def records(pending: list[tuple[Delivery, int]]) -> list[str]:
 
 
 async def test_pending_walks_the_active_rows_in_order_and_seeks_each_order_check(db: Database) -> None:
-    plan = [row[3] for row in db.conn.execute(f"EXPLAIN QUERY PLAN {PENDING}", (ts(T0), ts(T0), 100))]
+    plan = [row[3] for row in db.conn.execute(f"EXPLAIN QUERY PLAN {PENDING}", (stamp(T0), stamp(T0), 100))]
 
     assert plan[0] == "SCAN o USING INDEX outbox_ready"  # a partial index: pending and held rows only
     assert "SEARCH p USING INDEX outbox_waiting (subscription_id=? AND next_at>?)" in plan
@@ -75,3 +79,27 @@ async def test_an_older_database_loses_the_index_nothing_reads_and_gains_the_pen
     finally:
         await db.close()
     assert indexes == {"outbox_due", "outbox_ready", "outbox_waiting"}
+
+
+class Counting:
+    """The database, counting the transactions run on it."""
+
+    def __init__(self, db: Database) -> None:
+        self.db, self.transactions = db, 0
+
+    async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        self.transactions += 1
+        return await self.db.call(fn)
+
+
+async def test_delivered_many_marks_a_batch_in_one_transaction_each_with_its_time(db: Database) -> None:
+    a1, a2, b1 = (delivery("console://", sub_id=sub, key=key) for sub, key in (("a", "a1"), ("a", "a2"), ("b", "b1")))
+    await queue(db, a1, a2, b1)
+    counting = Counting(db)
+    await SqliteOutbox(counting).delivered_many([(a1.key, T0), (b1.key, T0 + timedelta(seconds=1))])
+
+    assert counting.transactions == 1
+    rows = db.conn.execute("SELECT key, status, delivered_at FROM outbox ORDER BY seq").fetchall()
+    assert rows == [(a1.key, "delivered", stamp(T0)), (a2.key, "pending", None),
+                    (b1.key, "delivered", stamp(T0 + timedelta(seconds=1)))]
+    assert records(await SqliteOutbox(db).pending(10, T0)) == ["a2"]

@@ -217,3 +217,61 @@ async def test_limit_bounds_one_round(make_worker: WorkerFactory, outbox: Memory
     worker = make_worker()
     assert await worker.drain(limit=2) == DrainResult(2, 0, 0)
     assert await worker.drain(limit=10) == DrainResult(3, 0, 0)
+
+
+async def test_a_drained_batch_is_marked_delivered_in_one_write(make_worker: WorkerFactory, outbox: MemoryOutbox,
+                                                                clock: Clock, receiver: WebhookReceiver) -> None:
+    deliveries = [*hooks(receiver, "sub-a", "insp-1", "insp-2"), *hooks(receiver, "sub-b", "insp-1", "insp-2")]
+    outbox.add(*deliveries)
+    assert await make_worker().drain() == DrainResult(4, 0, 0)
+    [write] = outbox.delivered_writes
+    assert sorted(write) == sorted(d.key for d in deliveries)
+    assert {(outbox[d.key].status, outbox[d.key].delivered_at) for d in deliveries} == {("delivered", clock.now)}
+
+
+async def test_a_failure_in_the_middle_of_a_batch_is_retried_and_the_others_are_delivered(
+        make_worker: WorkerFactory, outbox: MemoryOutbox, clock: Clock, receiver: WebhookReceiver) -> None:
+    a1, a2 = hooks(receiver, "sub-a", "insp-1", "insp-2")
+    b1, b2 = hooks(receiver, "sub-b", "insp-1", "insp-2")
+    [c1] = hooks(receiver, "sub-c", "insp-1")
+    outbox.add(a1, b1, c1, b2, a2)
+    receiver.fail_next(503, endpoint="sub-b")
+    worker = make_worker()
+    assert await worker.drain() == DrainResult(3, 1, 0)
+    [write] = outbox.delivered_writes
+    assert sorted(write) == sorted(d.key for d in (a1, a2, c1))
+    assert [(outbox[d.key].status, outbox[d.key].attempts) for d in (b1, b2)] == [("pending", 1), ("pending", 0)]
+    assert await worker.drain() == DrainResult(0, 0, 0)  # b2 waits behind b1's retry
+    clock.advance(1)
+    assert await worker.drain() == DrainResult(2, 0, 0)
+    assert outbox.delivered_writes[1] == [b1.key, b2.key]
+    assert [e.webhook_id for e in receiver.received if e.endpoint == "sub-b"] == [b1.key, b2.key]
+
+
+class Stalled:
+    """Sends through `channels`, except `key`, which never gets an answer."""
+
+    def __init__(self, channels: Channels, key: str) -> None:
+        self.channels, self.key, self.reached = channels, key, asyncio.Event()
+
+    async def send(self, delivery: Delivery) -> None:
+        if delivery.key == self.key:
+            self.reached.set()
+            await asyncio.Event().wait()
+        await self.channels.send(delivery)
+
+
+async def test_a_cancelled_drain_marks_what_went_out(outbox: MemoryOutbox, channels: Channels, clock: Clock,
+                                                    receiver: WebhookReceiver) -> None:
+    [a1] = hooks(receiver, "sub-a", "insp-1")
+    [b1] = hooks(receiver, "sub-b", "insp-1")
+    outbox.add(b1, a1)
+    sender, told = Stalled(channels, b1.key), asyncio.Event()
+    worker = OutboxWorker(outbox, sender, RetryPolicy(), clock, limiter=NO_LIMITS, observe=lambda _, __: told.set())
+    drain = asyncio.create_task(worker.drain())
+    await sender.reached.wait()
+    await told.wait()  # a1 went out and the worker knows it
+    drain.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await drain
+    assert (outbox[a1.key].status, outbox[b1.key].status) == ("delivered", "pending")
