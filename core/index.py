@@ -162,10 +162,10 @@ class SubscriptionIndex:
         """`merge_at`: delta entries (and at least an eighth of main) that trigger its merge into main;
         `compact_at`: removed rows (and more than the live ones) that trigger renumbering; `compiled`: match with
         core/index_kernel.py (True: required, None: when numba is installed, False: numpy only)."""
-        if compiled and index_kernel.match is None:
-            raise RuntimeError("the compiled subscription index needs numba: pip install 'vigie[fast]'")
         self._compiled = compiled
-        self._kernel = index_kernel.match if compiled is not False else None
+        self._kernel = index_kernel.kernel() if compiled is not False else None
+        if compiled and self._kernel is None:
+            raise RuntimeError("the compiled subscription index needs numba: pip install 'vigie[fast]'")
         self._merge_at, self._compact_at = merge_at, compact_at
         self._subs: list[Subscription | None] = []
         self._row: dict[str, int] = {}
@@ -528,7 +528,7 @@ def warm_up() -> bool:
     record = Record("warm-up", "k", {}, "f", area.center, AdminCodes())
     index.match_many([Change("warm-up", "warm-up", "k", Op.CREATED, ("new_inspection",), None, record, (),
                              datetime(2020, 1, 1, tzinfo=UTC), "v")])
-    return index_kernel.match is not None
+    return index._kernel is not None
 
 
 def _haversine(lat1: npt.NDArray[np.float64], lon1: npt.NDArray[np.float64], lat2: npt.NDArray[np.float64],

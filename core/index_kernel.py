@@ -1,31 +1,28 @@
 """The subscription index's inner loop, compiled: cells to candidates, then the thematic masks and the geometry,
 in one pass over each located side, without the temporaries the numpy version allocates per candidate.
 
-It needs numba (the `fast` extra). `compiled()` says whether it is there; core/index.py uses the numpy version
+It needs numba (the `fast` extra). `kernel()` compiles it, or says None; core/index.py uses the numpy version
 otherwise. Both answer the same question with the same floating-point rules: a point within `RIM_M` of a circle's
 rim comes back *unsure*, for core.geo to decide in Python, so the verdict never depends on which libm computed the
 distance; polygons are decided here by the very operations core.geo._in_ring performs, in the same order
 (tests/unit/core/test_match.py runs both against brute force).
 
 Compiled code is cached on disk beside this file (or under $NUMBA_CACHE_DIR): the first process compiles for a
-second or two, the next ones load it.
+few seconds, the next ones load it in about half a second.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import math
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from core.geo import EARTH_RADIUS_M
-
-try:
-    import numba
-except ImportError:  # pragma: no cover - the `fast` extra is absent: core/index.py matches with numpy
-    numba = None  # type: ignore[assignment]
 
 CIRCLE, BOX, POLYGON, ADMIN, EVERYWHERE = 1, 2, 3, 4, 5
 NO_RATING = -(2**31)
@@ -38,23 +35,6 @@ Ints = npt.NDArray[np.int64]
 Rows = npt.NDArray[np.int32]
 
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _jit(fn: F) -> F:
-    if numba is None:
-        return fn
-    return cast(F, numba.njit(cache=True, nogil=True)(fn))
-
-
-def _inline(fn: F) -> F:
-    """A helper of `_match`, compiled into it (a call passing arrays costs more than the test itself)."""
-    if numba is None:
-        return fn
-    return cast(F, numba.njit(inline="always")(fn))
-
-
-@_jit
 def _candidates(side_keys: Ints, table_keys: Ints, bounds: Ints, slot: int) -> int:
     """Store each (level, side) key's [lo, hi) range of `table_keys` in bounds[slot], bounds[slot + 1]; their
     total. Keys are looked up in sorted order, each search galloping from where the previous one ended: a batch
@@ -81,7 +61,6 @@ def _candidates(side_keys: Ints, table_keys: Ints, bounds: Ints, slot: int) -> i
     return total
 
 
-@_inline
 def _accepts(r: int, change: int, masks: Any, ratings: Any, ch_masks: Any, ch_rating: Any) -> bool:  # noqa: PLR0917
     """Row r's dataset and kind masks and rating bounds accept `change` (0 in a mask: any). Branch-free: which
     rows carry a filter is random, and mispredicted branches cost more than evaluating every term."""
@@ -94,7 +73,6 @@ def _accepts(r: int, change: int, masks: Any, ratings: Any, ch_masks: Any, ch_ra
                 & ((high == NO_RATING) | (rated & (rating <= high))))
 
 
-@_inline
 def _inside(r: int, lat: float, lon: float, coslat: float, shape: Any,  # noqa: PLR0917
             rings: Ints, vertices: Any) -> int:
     """0 out, 1 in, 2 unsure (Python decides) for row r's area and the point (lat, lon), cos(lat) given."""
@@ -109,7 +87,6 @@ def _inside(r: int, lat: float, lon: float, coslat: float, shape: Any,  # noqa: 
     return _in_polygon(int(shape[r, 5]), int(shape[r, 6]), lat, lon, rings, vertices)
 
 
-@_inline
 def _in_ring(lon: float, lat: float, vertices: Any, start: int, end: int) -> bool:
     """core.geo._in_ring, the same operations in the same order (so the same IEEE results)."""
     inside = False
@@ -122,7 +99,6 @@ def _in_ring(lon: float, lat: float, vertices: Any, start: int, end: int) -> boo
     return inside
 
 
-@_inline
 def _in_polygon(first: int, count: int, lat: float, lon: float,  # noqa: PLR0917
                 rings: Ints, vertices: Any) -> int:
     """core.geo.Polygon.contains past its box: in one polygon's outer ring and in none of its holes."""
@@ -139,7 +115,6 @@ def _in_polygon(first: int, count: int, lat: float, lon: float,  # noqa: PLR0917
     return 0
 
 
-@_inline
 def _in_circle(r: int, lat: float, lon: float, coslat: float, shape: Any) -> int:
     """_inside for a circle: the meridian distance, then the haversine against the circle's band, then the exact
     distance on the band."""
@@ -160,7 +135,6 @@ def _in_circle(r: int, lat: float, lon: float, coslat: float, shape: Any) -> int
     return 1 if distance <= radius else 0
 
 
-@_inline
 def _verdict(r: int, lat: float, lon: float, coslat: float, change: int, shape: Any,  # noqa: PLR0917
              masks: Any, ratings: Any, ch_masks: Any, ch_rating: Any, rings: Ints, vertices: Any) -> int:
     """0 out, 1 in, 2 unsure for row r and one located side of `change`: live, accepted, then inside. A row's
@@ -172,7 +146,6 @@ def _verdict(r: int, lat: float, lon: float, coslat: float, change: int, shape: 
     return _inside(r, lat, lon, coslat, shape, rings, vertices)
 
 
-@_jit
 def _match(side_keys: Ints, side_lat: Any, side_lon: Any, side_change: Ints,  # noqa: PLR0917 - positional for numba
            ch_masks: Any, ch_rating: Ints,
            main_keys: Ints, main_rows: Rows, delta_keys: Ints, delta_rows: Rows, always: Rows,
@@ -218,8 +191,25 @@ def rim_bands(radius: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64],
     return low, high
 
 
-def compiled() -> bool:
-    return numba is not None
+# Helpers compiled into `_match` (a call passing arrays costs more than the test itself), and the two entry points.
+_INLINE = ("_accepts", "_inside", "_in_circle", "_in_ring", "_in_polygon", "_verdict")
+_ENTRY = ("_candidates",)
+Kernel = Callable[..., tuple[Ints, Rows, Any]]
 
 
-match: Callable[..., tuple[Ints, Rows, Any]] | None = _match if numba is not None else None
+@functools.cache
+def kernel() -> Kernel | None:
+    """`_match` compiled, or None without numba. numba is imported here, on the first index built, not by every
+    command that imports core.index; the module's helpers are replaced by their compiled forms, which is how
+    `_match` finds them."""
+    if importlib.util.find_spec("numba") is None:
+        return None
+    import numba  # noqa: PLC0415 - ~0.2 s to import: paid by the first index, not by `vigie --help`
+
+    module = globals()
+    for name in _INLINE:
+        module[name] = numba.njit(inline="always")(module[name])
+    for name in _ENTRY:
+        module[name] = numba.njit(cache=True, nogil=True)(module[name])
+    compiled: Kernel = numba.njit(cache=True, nogil=True)(_match)
+    return compiled

@@ -117,7 +117,7 @@ async def test_dead_letters_are_listed_per_tenant_and_replayed(rig: Rig, receive
 
     replayed = await rig.api.post(f"/v1/deliveries/{delivery.key}/replay")
     assert replayed.status == 202, await replayed.text()
-    await rig.run()
+    await rig.caught_up()
     accepted = (await receiver.wait_for(3))[2]
     assert accepted.headers["webhook-id"] == delivery.key
     assert accepted.verifies(sub["secret"])

@@ -124,6 +124,11 @@ class Rig(Protocol):
         """Let `seconds` pass for the runtime's retries (a fake clock, or a real wait on tiny schedules)."""
         ...
 
+    async def caught_up(self) -> None:
+        """Bring the runtime's clock up to real time and run: what the API or the CLI queued (a replay) is due at
+        real time, which a fake clock started earlier has not reached."""
+        ...
+
     async def settled(self) -> None:
         """Until the runtime has dealt with everything queued and due (sent, retried, dropped)."""
         ...
@@ -185,6 +190,10 @@ class EmbeddedRig:
         self.clock.advance(seconds)
         await self.run()
 
+    async def caught_up(self) -> None:
+        self.clock.now = max(self.clock.now, datetime.now(UTC))
+        await self.run()
+
     async def settled(self) -> None:
         await self.run()
 
@@ -215,6 +224,9 @@ class DistributedRig:
 
     async def later(self, seconds: float) -> None:
         await asyncio.sleep(seconds)  # the notifier's own clock: schedules in these tests are tenths of seconds
+
+    async def caught_up(self) -> None:
+        return None  # the notifier runs on real time
 
     async def settled(self) -> None:
         group, topics = f"{self.deployment.app_id}-notifier-webhook", Topics(self.deployment.prefix)
