@@ -174,11 +174,24 @@ class Embedded:
         return scoped(url, adapter.to_snapshot(raw), raw.problem)
 
     async def matcher(self) -> SubscriptionIndex:
-        """The match index, rebuilt only when the subscription store's revision moved since it was built."""
+        """The match index: built once, then kept up to date with the subscriptions written since (added, changed
+        or removed in place); rebuilt only when the store's log no longer reaches back to it."""
+        if self._index is not None:
+            built, index = self._index
+            written = self.subscriptions.written_since(built)
+            if written is not None:
+                revision, ids = written
+                for subscription_id in sorted(ids):
+                    found = await self.subscriptions.get(subscription_id)
+                    if found is None:
+                        index.remove(subscription_id)
+                    else:
+                        index.add(found)
+                self._index = (revision, index)
+                return index
         revision = self.subscriptions.revision()
-        if self._index is None or self._index[0] != revision:
-            self._index = (revision, SubscriptionIndex(await self.subscriptions.all()))
-            log.debug("match index rebuilt: %d subscription(s)", len(self._index[1]), extra={"revision": revision})
+        self._index = (revision, SubscriptionIndex(await self.subscriptions.all()))
+        log.debug("match index built: %d subscription(s)", len(self._index[1]), extra={"revision": revision})
         return self._index[1]
 
     async def release(self, event: HeldEvent) -> int:
