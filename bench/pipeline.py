@@ -48,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 from redis.asyncio import Redis
 
@@ -288,8 +289,9 @@ class Cluster:
                 await proc.wait()
 
     async def subscribe(self, subscriptions: list[Subscription]) -> None:
-        publisher = KafkaSubscriptionPublisher(self.bootstrap, topic=f"{self.prefix}subscriptions",
-                                               partitions=PARTITIONS)
+        bootstrap = self.bootstrap
+        publisher = KafkaSubscriptionPublisher(bootstrap, topic=f"{self.prefix}subscriptions", partitions=PARTITIONS,
+                                               ensure=lambda spec: ensure_topics(bootstrap, [spec]))
         store = RedisSubscriptionStore(self.redis_url, publisher=publisher, namespace=f"bench-{self.tag}")
         try:
             for start in range(0, len(subscriptions), 20):
@@ -313,8 +315,12 @@ class Cluster:
     async def drained(self, deadline_s: float) -> None:
         """Until the stream workers have committed every record (polled: Kafka has no event for it)."""
         for _ in range(int(deadline_s / 0.2)):
-            if await self.lag(f"bench-{self.tag}", f"{self.prefix}records.alimconfiance") == 0:
-                return
+            try:
+                if await self.lag(f"bench-{self.tag}", f"{self.prefix}records.alimconfiance") == 0:
+                    return
+            except KafkaError as exc:  # a fresh broker has no group coordinator for a moment: ask again
+                if not exc.retriable:
+                    raise
             await asyncio.sleep(0.2)
         raise TimeoutError(f"stream workers still behind after {deadline_s}s")
 

@@ -35,12 +35,13 @@ def subscription_store(settings: Settings) -> SubscriptionStore:
 
     publisher = None
     if settings.bus.startswith("kafka://"):
-        from streams.bus.kafka import bootstrap_of  # noqa: PLC0415 - optional extra
+        from streams.bus.kafka import bootstrap_of, ensure_topics  # noqa: PLC0415 - optional extra
         from subscriptions.publisher import KafkaSubscriptionPublisher  # noqa: PLC0415 - optional extra
 
-        publisher = KafkaSubscriptionPublisher(bootstrap_of(settings.bus),
-                                               topic=Topics(settings.topic_prefix).subscriptions,
-                                               partitions=settings.partitions)
+        bootstrap = bootstrap_of(settings.bus)
+        publisher = KafkaSubscriptionPublisher(bootstrap, topic=Topics(settings.topic_prefix).subscriptions,
+                                               partitions=settings.partitions,
+                                               ensure=lambda spec: ensure_topics(bootstrap, [spec]))
     return RedisSubscriptionStore(url, publisher=publisher, namespace=settings.namespace)
 
 

@@ -19,19 +19,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
 from core.codec import KAFKA_HEADERS, SUBSCRIPTION, Envelope, subscription_to_dict
 from core.errors import PublishError
 from core.model import Subscription
-from core.topology import TOPIC_ALREADY_EXISTS, Topics, subscriptions_spec
+from core.topology import Topics, TopicSpec, subscriptions_spec
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -57,18 +55,20 @@ def envelope_of(subscription: Subscription, *, at: datetime) -> Envelope:
 
 
 class KafkaSubscriptionPublisher:
-    """SubscriptionPublisher on Kafka: idempotent producer, `acks=all`, the topic created compacted if missing.
+    """SubscriptionPublisher on Kafka: idempotent producer, `acks=all`, the compacted topic ensured (`ensure`)
+    before the first write.
 
-    `start()` is optional: the first `publish` starts the producer. An existing topic that is not compacted is
-    used as is, with a warning (its old subscriptions would be lost to retention).
+    `start()` is optional: the first `publish` starts the producer.
     """
 
-    def __init__(self, bootstrap: str, *, topic: str = TOPIC, partitions: int = 1, replication_factor: int = 1,
-                 timeout_s: float = 30.0) -> None:
+    def __init__(self, bootstrap: str, *, topic: str = TOPIC, partitions: int = 1,
+                 ensure: Callable[[TopicSpec], Awaitable[object]] | None = None, timeout_s: float = 30.0) -> None:
+        """`ensure` creates the topic if missing, before the first write (runtime passes the one topic-creation
+        path, streams.bus.kafka.ensure_topics, which this package may not import); None: it exists."""
         self.bootstrap = bootstrap
         self.topic = topic
         self._spec = subscriptions_spec(topic, partitions)
-        self._replication = replication_factor
+        self._ensure = ensure
         self._timeout_s = timeout_s
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
@@ -79,7 +79,8 @@ class KafkaSubscriptionPublisher:
     async def _started(self) -> AIOKafkaProducer:
         async with self._lock:
             if self._producer is None:
-                await self.ensure_topic()
+                if self._ensure is not None:
+                    await self._ensure(self._spec)
                 producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True,
                                             request_timeout_ms=int(self._timeout_s * 1000))
                 try:
@@ -89,32 +90,6 @@ class KafkaSubscriptionPublisher:
                     raise
                 self._producer = producer
             return self._producer
-
-    async def ensure_topic(self) -> None:
-        """Create the topic with `cleanup.policy=compact` unless it exists; warn if an existing one is not."""
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=int(self._timeout_s * 1000))
-        try:
-            await admin.start()
-            spec = self._spec
-            topic = NewTopic(spec.name, spec.partitions, self._replication, topic_configs=dict(spec.config))
-            response = await admin.create_topics([topic])
-            code, message = _topic_error(response.to_object())
-            if code == TOPIC_ALREADY_EXISTS:
-                await self._check_compacted(admin)
-            elif code:
-                raise PublishError(f"cannot create topic {self.topic}: error {code} {message}", retriable=True)
-            else:
-                log.info("created compacted topic %s", self.topic, extra={"topic": self.topic})
-        finally:
-            await admin.close()
-
-    async def _check_compacted(self, admin: AIOKafkaAdminClient) -> None:
-        resource = ConfigResource(ConfigResourceType.TOPIC, self.topic, {"cleanup.policy": None})
-        responses = await admin.describe_configs([resource])
-        policy = _config_value(responses[0].to_object(), "cleanup.policy")
-        if policy is None or "compact" not in policy:
-            log.warning("topic %s has cleanup.policy=%s, not compact: deleted history will be lost to retention",
-                        self.topic, policy, extra={"topic": self.topic})
 
     async def publish(self, subscription_id: str, subscription: Subscription | None) -> None:
         """Send one write and wait until every in-sync replica has it; PublishError otherwise."""
@@ -139,18 +114,3 @@ class KafkaSubscriptionPublisher:
         producer, self._producer = self._producer, None
         if producer is not None:
             await producer.stop()
-
-
-def _topic_error(response: dict[str, Any]) -> tuple[int, str | None]:
-    """(error code, message) of the one topic in a CreateTopics response (any version)."""
-    topic = response["topics"][0] if "topics" in response else response["topic_errors"][0]
-    return int(topic["error_code"]), topic.get("error_message")
-
-
-def _config_value(response: dict[str, Any], name: str) -> str | None:
-    for resource in response["resources"]:
-        for entry in resource["config_entries"]:
-            if entry["config_names"] == name:
-                value: str | None = entry["config_value"]
-                return value
-    return None

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
 from core import topology
@@ -163,13 +164,17 @@ def _done() -> asyncio.Future[Any]:
 
 
 async def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], *, timeout_s: float = 30.0) -> list[str]:
-    """Create the topics that do not exist yet (replication 1 per spec's config); the names created."""
+    """Create the topics that do not exist yet (replication 1, each spec's partitions and configs); the names
+    created. Every role and the subscription publisher create their topics here (core/topology.py declares them).
+    An existing topic a spec wants compacted and that is not gets a warning: what it deletes would be lost to
+    retention."""
     wanted = {spec.name: spec for spec in specs}
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [spec for name, spec in wanted.items() if name not in existing]
+        await _check_compacted(admin, [spec for name, spec in wanted.items() if name in existing])
         if not missing:
             return []
         response = await admin.create_topics([
@@ -180,6 +185,21 @@ async def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], *, timeout_s
         await admin.close()
     log.info("created topics %s", ", ".join(created), extra={"topics": created})
     return created
+
+
+async def _check_compacted(admin: AIOKafkaAdminClient, existing: Sequence[TopicSpec]) -> None:
+    compacted = [spec.name for spec in existing if "compact" in dict(spec.config).get("cleanup.policy", "")]
+    if not compacted:
+        return
+    resources = [ConfigResource(ConfigResourceType.TOPIC, name, {"cleanup.policy": None}) for name in compacted]
+    for response in await admin.describe_configs(resources):
+        for resource in response.to_object()["resources"]:
+            policy = next((e["config_value"] for e in resource["config_entries"]
+                           if e["config_names"] == "cleanup.policy"), None)
+            if policy is None or "compact" not in policy:
+                name = resource["resource_name"]
+                log.warning("topic %s has cleanup.policy=%s, not compact: deleted history will be lost to retention",
+                            name, policy, extra={"topic": name})
 
 
 def _created(response: dict[str, Any]) -> list[str]:

@@ -38,6 +38,7 @@ from runtime.demo.receiver import WebhookReceiver
 from runtime.demo.snapshots import DATASET_ID, DemoSnapshot, DemoStory
 from runtime.embedded import Embedded
 from runtime.settings import Settings
+from streams.bus.kafka import ensure_topics
 from subscriptions.publisher import KafkaSubscriptionPublisher
 from subscriptions.redis import RedisSubscriptionStore
 from subscriptions.sqlite import SqliteSubscriptionStore
@@ -133,8 +134,9 @@ class Deployment:
         return "\n".join(parts)
 
     async def subscribe(self, subscriptions: Iterable[Subscription]) -> None:
-        publisher = KafkaSubscriptionPublisher(self.bootstrap, topic=f"{self.prefix}subscriptions",
-                                               partitions=PARTITIONS)
+        bootstrap = self.bootstrap
+        publisher = KafkaSubscriptionPublisher(bootstrap, topic=f"{self.prefix}subscriptions", partitions=PARTITIONS,
+                                               ensure=lambda spec: ensure_topics(bootstrap, [spec]))
         store = RedisSubscriptionStore(self.redis_url, publisher=publisher, namespace=self.namespace)
         try:
             for subscription in subscriptions:

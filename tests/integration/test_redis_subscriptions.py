@@ -16,6 +16,8 @@ from core.codec import SUBSCRIPTION, decode, subscription_to_dict
 from core.errors import PublishError
 from core.geo import Circle, Everywhere, Point
 from core.model import Filter, Subscription
+from core.topology import TopicSpec, subscriptions_spec
+from streams.bus.kafka import ensure_topics
 from subscriptions.publisher import TOPIC, KafkaSubscriptionPublisher
 from subscriptions.redis import RedisSubscriptionStore
 from tests.contract.conftest import drop_namespace, unique
@@ -71,9 +73,14 @@ async def read_topic(bootstrap: str, prefix: str) -> list[tuple[str, bytes | Non
         await consumer.stop()
 
 
+
+def publisher_on(bootstrap: str) -> KafkaSubscriptionPublisher:
+    """The publisher as runtime wires it: the topic created (compacted) by the roles' one creation path."""
+    return KafkaSubscriptionPublisher(bootstrap, ensure=lambda spec: ensure_topics(bootstrap, [spec]))
+
 async def test_writes_reach_the_compacted_topic(redis_url: str, kafka_bootstrap: str, namespace: str) -> None:
     prefix = f"t-{uuid.uuid4().hex[:8]}-"
-    publisher = KafkaSubscriptionPublisher(kafka_bootstrap)
+    publisher = publisher_on(kafka_bootstrap)
     store = RedisSubscriptionStore(redis_url, namespace=namespace, publisher=publisher)
     try:
         await store.put(sub(prefix + "a", "first", secret=SECRET))
@@ -123,7 +130,7 @@ async def test_concurrent_writers_leave_the_topic_equal_to_redis(
     prefix = f"race-{uuid.uuid4().hex[:8]}-"
     sid = prefix + "x"
     stores = [RedisSubscriptionStore(redis_url, namespace=namespace,
-                                     publisher=KafkaSubscriptionPublisher(kafka_bootstrap)) for _ in range(3)]
+                                     publisher=publisher_on(kafka_bootstrap)) for _ in range(3)]
     try:
         await asyncio.gather(*(stores[i % 3].put(sub(sid, f"v{i}")) for i in range(30)))
         stored = await stores[0].get(sid)
@@ -228,3 +235,19 @@ async def test_a_store_emptied_behind_its_back_says_it_lost_its_data(redis_url: 
         assert not await store.lost()
     finally:
         await store.aclose()
+
+
+async def test_an_existing_subscriptions_topic_that_is_not_compacted_is_used_with_a_warning(
+    kafka_bootstrap: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    name = f"plain-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(kafka_bootstrap, [TopicSpec(name, 1)])  # created by hand, with the default retention
+    with caplog.at_level("WARNING", logger="streams.bus.kafka"):
+        assert await ensure_topics(kafka_bootstrap, [subscriptions_spec(name, 1)]) == []
+    assert f"topic {name} has cleanup.policy=delete, not compact" in caplog.text
+    caplog.clear()
+    compacted = f"compacted-{uuid.uuid4().hex[:8]}"
+    assert await ensure_topics(kafka_bootstrap, [subscriptions_spec(compacted, 1)]) == [compacted]
+    with caplog.at_level("WARNING", logger="streams.bus.kafka"):
+        assert await ensure_topics(kafka_bootstrap, [subscriptions_spec(compacted, 1)]) == []
+    assert "not compact" not in caplog.text
