@@ -169,7 +169,7 @@ class SubscriptionIndex:
         self._merge_at, self._compact_at = merge_at, compact_at
         self._subs: list[Subscription | None] = []
         self._row: dict[str, int] = {}
-        self._codes: dict[tuple[str, str], int] = {}  # (admin level, code) → its number in the admin cell keys
+        self._codes: dict[str, dict[str, int]] = {}  # admin level → code → its admin cell key
         self._rings = _Rings()
         self._always: set[int] = set()
         self._datasets, self._kinds = _Bits(), _Bits()
@@ -242,15 +242,11 @@ class SubscriptionIndex:
             return self.match_many((change,))[0]
         self._flush()
         records = sides(change)
-        keys = np.full((len(STEPS) + len(ADMIN_LEVELS), len(records)), -1, np.int64)
+        keys = np.full((len(STEPS), len(records)), -1, np.int64)
         for i, record in enumerate(records):
             if record.point is not None:
-                keys[:len(STEPS), i] = point_keys(record.point.lat, record.point.lon)
-            for level, name in enumerate(ADMIN_LEVELS):
-                code = record.admin.get(name)
-                number = self._codes.get((name, code)) if code else None
-                if number is not None:
-                    keys[len(STEPS) + level, i] = admin_key(level, number)
+                keys[:, i] = point_keys(record.point.lat, record.point.lon)
+        keys = np.concatenate((keys, self._admin_keys(records)))
         lat = np.array([r.point.lat if r.point is not None else np.nan for r in records], np.float64)
         lon = np.array([r.point.lon if r.point is not None else np.nan for r in records], np.float64)
         asked = _Asked.of((change,), self._datasets, self._kinds)
@@ -328,9 +324,9 @@ class SubscriptionIndex:
             box = area.bbox
             shape = (POLYGON, box.south, box.west, box.north, box.east, *self._rings.add(area), 0.0)
         elif isinstance(area, AdminArea):  # its cell is the code's: `a` holds the key
-            code = self._codes.setdefault((area.level, area.code), len(self._codes))
-            shape = (ADMIN, float(admin_key(ADMIN_LEVELS.index(area.level), code)), 0.0, 0.0, 0.0, 0.0, 0.0,
-                     0.0)
+            known = self._codes.setdefault(area.level, {})
+            key = known.setdefault(area.code, admin_key(ADMIN_LEVELS.index(area.level), len(known)))
+            shape = (ADMIN, float(key), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
         elif isinstance(area, Everywhere):
             shape = (EVERYWHERE, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
         else:
@@ -422,7 +418,7 @@ class SubscriptionIndex:
         """(change, row) of every live area that holds a side's point and whose masks and rating bounds accept the
         change: cells, then the exact test (compiled when numba is there, numpy otherwise)."""
         n = len(located.records)
-        keys = np.concatenate((points_keys(located.lat, located.lon), self._admin_keys(located)))
+        keys = np.concatenate((points_keys(located.lat, located.lon), self._admin_keys(located.records)))
         always = np.fromiter(self._always, np.int32, len(self._always))
         if self._kernel is not None:
             g = self._grid
@@ -467,17 +463,17 @@ class SubscriptionIndex:
         unsure |= in_box & (kind == POLYGON)
         return inside, unsure
 
-    def _admin_keys(self, located: _Sides) -> Ints:
+    def _admin_keys(self, records: Sequence[Record]) -> Ints:
         """Shape (admin levels, sides): the admin cell key of each side's code at each level; -1 when no
-        subscription watches that code."""
-        codes, out = self._codes, np.full((len(ADMIN_LEVELS), len(located.records)), -1, np.int64)
-        if codes:
-            for i, record in enumerate(located.records):
-                for level, name in enumerate(ADMIN_LEVELS):
-                    code = record.admin.get(name)
-                    number = codes.get((name, code)) if code else None
-                    if number is not None:
-                        out[level, i] = admin_key(level, number)
+        subscription watches that code (levels nobody watches are not looked at)."""
+        out = np.full((len(ADMIN_LEVELS), len(records)), -1, np.int64)
+        watched = [(level, name, self._codes[name]) for level, name in enumerate(ADMIN_LEVELS) if self._codes.get(name)]
+        for i, record in enumerate(records if watched else ()):
+            admin = record.admin
+            for level, name, known in watched:
+                key = known.get(getattr(admin, name) or "")
+                if key is not None:
+                    out[level, i] = key
         return out
 
     def _thematic(self, asked: _Asked, which: Ints, rows: Rows) -> npt.NDArray[np.bool_]:
