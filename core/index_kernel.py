@@ -150,7 +150,8 @@ def _match(side_keys: Ints, side_lat: Any, side_lon: Any, side_change: Ints,  # 
            ch_masks: Any, ch_rating: Ints,
            main_keys: Ints, main_rows: Rows, delta_keys: Ints, delta_rows: Rows, always: Rows,
            shape: Any, masks: Any, ratings: Any, rings: Ints, vertices: Any) -> tuple[Ints, Rows, Any]:
-    """(side, row, unsure) of every candidate that passes: rows from both cell tables and `always`."""
+    """(side, row, unsure) of every candidate that passes: rows from both cell tables and `always`; in no
+    particular order (sides are visited place by place)."""
     levels, n = side_keys.shape
     bounds = np.empty((levels, n, 4), np.int64)
     total = _candidates(side_keys, main_keys, bounds, 0) + _candidates(side_keys, delta_keys, bounds, 2)
@@ -159,7 +160,7 @@ def _match(side_keys: Ints, side_lat: Any, side_lon: Any, side_change: Ints,  # 
     out_row = np.empty(total, np.int32)
     out_unsure = np.empty(total, np.bool_)
     found = 0
-    for s in range(n):
+    for s in np.argsort(side_keys[1], kind="mergesort"):  # by 0.16° cell: neighbours share warm cache lines
         lat, lon, change = side_lat[s], side_lon[s], side_change[s]
         coslat = math.cos(lat * _RAD)
         for level in range(levels):
