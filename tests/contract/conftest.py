@@ -7,20 +7,7 @@ from __future__ import annotations
 
 import uuid
 
-import pytest
 from redis.asyncio import Redis
-
-from tests import services
-
-
-@pytest.fixture(scope="session")
-def redis_url() -> str:
-    return services.redis_url()
-
-
-@pytest.fixture(scope="session")
-def kafka_bootstrap() -> str:
-    return services.kafka_bootstrap_servers()
 
 
 def unique(prefix: str) -> str:

@@ -12,18 +12,7 @@ import pytest
 from runtime.demo.portal import FakePortal
 from runtime.demo.receiver import WebhookReceiver
 from runtime.demo.snapshots import DemoStory, build_snapshots
-from tests import services
 from tests.e2e.test_distributed import Deployment
-
-
-@pytest.fixture(scope="session")
-def kafka_bootstrap() -> str:
-    return services.kafka_bootstrap_servers()
-
-
-@pytest.fixture(scope="session")
-def redis_url() -> str:
-    return services.redis_url()
 
 
 @pytest.fixture(scope="session")
