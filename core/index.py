@@ -241,20 +241,14 @@ class SubscriptionIndex:
         if self._kernel is None or dataset_wide(change):
             return self.match_many((change,))[0]
         self._flush()
-        records = sides(change)
+        located = _Sides.of((change,), skip=set())
+        records = located.records
         keys = np.full((len(STEPS), len(records)), -1, np.int64)
-        for i, record in enumerate(records):
+        for i, record in enumerate(records):  # the scalar form: numpy's costs more for one point
             if record.point is not None:
                 keys[:, i] = point_keys(record.point.lat, record.point.lon)
         keys = np.concatenate((keys, self._admin_keys(records)))
-        lat = np.array([r.point.lat if r.point is not None else np.nan for r in records], np.float64)
-        lon = np.array([r.point.lon if r.point is not None else np.nan for r in records], np.float64)
-        asked = _Asked.of((change,), self._datasets, self._kinds)
-        g = self._grid
-        side, rows, unsure = self._kernel(
-            keys, lat, lon, np.zeros(len(records), np.int64), asked.masks, asked.ratings, self._main.keys,
-            self._main.rows, self._delta.keys, self._delta.rows, np.fromiter(self._always, np.int32, len(self._always)),
-            g["shape"], g["masks"], g["ratings"], self._rings.index, self._rings.vertices)
+        side, rows, unsure = self._compiled_match(keys, located, _Asked.of((change,), self._datasets, self._kinds))
         found: dict[int, Subscription] = {}
         subs = self._subs
         for i, row, doubt, slow in zip(side.tolist(), rows.tolist(), unsure.tolist(), self._cols["slow"][rows].tolist(),
@@ -414,20 +408,27 @@ class SubscriptionIndex:
 
     # -- reading ---------------------------------------------------------------------------------------------------
 
+    def _compiled_match(self, keys: Ints, located: _Sides, asked: _Asked) -> tuple[Ints, Rows, Any]:
+        """core/index_kernel.py's `_match` on the index's tables: (side, row, unsure) of every candidate that
+        passes."""
+        kernel, g = self._kernel, self._grid
+        if kernel is None:
+            raise RuntimeError("the compiled kernel is not loaded")
+        return kernel(keys, located.lat, located.lon, located.change, asked.masks, asked.ratings, self._main.keys,
+                      self._main.rows, self._delta.keys, self._delta.rows,
+                      np.fromiter(self._always, np.int32, len(self._always)), g["shape"], g["masks"], g["ratings"],
+                      self._rings.index, self._rings.vertices)
+
     def _geometry(self, located: _Sides, asked: _Asked) -> tuple[Ints, Rows]:
         """(change, row) of every live area that holds a side's point and whose masks and rating bounds accept the
         change: cells, then the exact test (compiled when numba is there, numpy otherwise)."""
         n = len(located.records)
         keys = np.concatenate((points_keys(located.lat, located.lon), self._admin_keys(located.records)))
-        always = np.fromiter(self._always, np.int32, len(self._always))
         if self._kernel is not None:
-            g = self._grid
-            side, rows, unsure = self._kernel(
-                keys, located.lat, located.lon, located.change, asked.masks, asked.ratings, self._main.keys,
-                self._main.rows, self._delta.keys, self._delta.rows, always, g["shape"], g["masks"], g["ratings"],
-                self._rings.index, self._rings.vertices)
+            side, rows, unsure = self._compiled_match(keys, located, asked)
             inside = ~unsure
         else:
+            always = np.fromiter(self._always, np.int32, len(self._always))
             keys = keys.ravel()
             owner = np.tile(np.arange(n, dtype=np.int64), len(keys) // max(n, 1))
             located_keys = keys >= 0
