@@ -258,6 +258,15 @@ class Filter:
     def reads_fields(self) -> bool:
         return bool(self.activities) or self.where is not None
 
+    @property
+    def fields_read(self) -> frozenset[str]:
+        """The record fields `accepts` may read (besides the change's facts: dataset, kinds, op, changed fields,
+        rating): two changes equal on these and on the facts get the same verdict."""
+        read = {"activity"} if self.activities else set()
+        if self.where is not None:
+            read.update(p.field for p in nodes(self.where) if not isinstance(p, And | Or | Not))
+        return frozenset(read - _FACTS.keys())
+
 
 
 def filter_to_dict(f: Filter) -> dict[str, Any]:

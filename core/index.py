@@ -175,6 +175,7 @@ class SubscriptionIndex:
         self._datasets, self._kinds = _Bits(), _Bits()
         self._fids: dict[str, int] = {}  # a slow filter's repr: its number, so equal filters are decided once
         self._filters: list[Filter] = []
+        self._fields_read: tuple[str, ...] = ()  # every record field a slow filter reads
         self._grid: dict[str, npt.NDArray[Any]] = {}
         self._cols: dict[str, npt.NDArray[Any]] = {}
         self._reserve(0)
@@ -213,7 +214,8 @@ class SubscriptionIndex:
         kind = table["kind"]
         spatial = (kind == CIRCLE) | (kind == BOX) | (kind == POLYGON)
         lat_cell = np.where(spatial, np.floor((table["a"] + 90.0) / _SORT_STEP), np.inf)
-        order = np.lexsort((np.floor((table["b"] + 180.0) / _SORT_STEP), lat_cell))
+        lon_cell = np.where(spatial, np.floor((table["b"] + 180.0) / _SORT_STEP), table["a"])  # admin: by code
+        order = np.lexsort((lon_cell, lat_cell))
         start = len(self._subs)
         ordered = [items[i] for i in order.tolist()]
         self._subs.extend(ordered)
@@ -236,32 +238,40 @@ class SubscriptionIndex:
             self._compact()
 
     def match(self, change: Change) -> list[Subscription]:
-        """One change (a stream's): the compiled kernel on scalars built in Python, without match_pairs' numpy
-        set-up, which costs more than the matching itself for a single change."""
+        """One change (a stream's): the compiled kernel on inputs built from scalars, without match_pairs' numpy
+        set-up, which costs more than the matching itself for a single change; Python then sees only the rows
+        the kernel was unsure of and the rows with slow filters."""
         if self._kernel is None or dataset_wide(change):
             return self.match_many((change,))[0]
         self._flush()
         located = _Sides.of((change,), skip=set())
         records = located.records
-        keys = np.full((len(STEPS), len(records)), -1, np.int64)
+        keys = np.full((len(STEPS) + len(ADMIN_LEVELS), len(records)), -1, np.int64)
         for i, record in enumerate(records):  # the scalar form: numpy's costs more for one point
             if record.point is not None:
-                keys[:, i] = point_keys(record.point.lat, record.point.lon)
-        keys = np.concatenate((keys, self._admin_keys(records)))
+                keys[:len(STEPS), i] = point_keys(record.point.lat, record.point.lon)
+        keys[len(STEPS):] = self._admin_keys(records)
         side, rows, unsure = self._compiled_match(keys, located, _Asked.of((change,), self._datasets, self._kinds))
-        found: dict[int, Subscription] = {}
+        keep = np.ones(len(rows), np.bool_)
+        for i in np.flatnonzero(unsure).tolist():  # within a micrometre of a circle's rim
+            sub, record = self._subs[int(rows[i])], records[int(side[i])]
+            keep[i] = sub is not None and sub.area.contains(record.point, record.admin)
+        rows = rows[keep]
+        if len(records) > 1:  # a moved record: a row may hold both of its places
+            rows = np.unique(rows)
+        slow = self._cols["slow"][rows]
+        if slow.any():
+            verdicts: dict[int, bool] = {}
+            fids = self._cols["fid"][rows].tolist()
+            for i in np.flatnonzero(slow).tolist():
+                fid = fids[i]
+                if fid not in verdicts:
+                    verdicts[fid] = self._filters[fid].accepts(change, change.current.rating)
+                slow[i] = not verdicts[fid]
+            rows = rows[~slow]
         subs = self._subs
-        for i, row, doubt, slow in zip(side.tolist(), rows.tolist(), unsure.tolist(), self._cols["slow"][rows].tolist(),
-                                       strict=True):
-            sub = subs[row]
-            if sub is None or row in found:
-                continue
-            if doubt and not sub.area.contains(records[i].point, records[i].admin):
-                continue
-            if slow and not sub.filter.accepts(change, change.current.rating):
-                continue
-            found[row] = sub
-        return sorted(found.values(), key=_ident)
+        found = [subs[row] for row in rows.tolist()]
+        return sorted([sub for sub in found if sub is not None], key=_ident)
 
     def match_many(self, changes: Sequence[Change]) -> list[list[Subscription]]:
         """The subscriptions each change concerns, each list sorted by subscription id."""
@@ -338,6 +348,7 @@ class SubscriptionIndex:
             fid = self._fids.setdefault(repr(f), len(self._fids))
             if fid == len(self._filters):
                 self._filters.append(f)
+                self._fields_read = tuple(sorted(set(self._fields_read) | f.fields_read))
         return (datasets or 0, kinds or 0, NO_RATING if f.min_rating is None else f.min_rating,
                 NO_RATING if f.max_rating is None else f.max_rating, slow, fid)
 
@@ -403,7 +414,7 @@ class SubscriptionIndex:
         fresh = SubscriptionIndex((s for s in self._subs if s is not None), merge_at=self._merge_at,
                                   compact_at=self._compact_at, compiled=self._compiled)
         for name in ("_subs", "_row", "_codes", "_rings", "_always", "_datasets", "_kinds", "_fids", "_filters",
-                     "_grid", "_cols", "_size", "_pending", "_main", "_delta", "_dead"):
+                     "_fields_read", "_grid", "_cols", "_size", "_pending", "_main", "_delta", "_dead"):
             setattr(self, name, getattr(fresh, name))
 
     # -- reading ---------------------------------------------------------------------------------------------------
@@ -468,13 +479,10 @@ class SubscriptionIndex:
         """Shape (admin levels, sides): the admin cell key of each side's code at each level; -1 when no
         subscription watches that code (levels nobody watches are not looked at)."""
         out = np.full((len(ADMIN_LEVELS), len(records)), -1, np.int64)
-        watched = [(level, name, self._codes[name]) for level, name in enumerate(ADMIN_LEVELS) if self._codes.get(name)]
-        for i, record in enumerate(records if watched else ()):
-            admin = record.admin
-            for level, name, known in watched:
-                key = known.get(getattr(admin, name) or "")
-                if key is not None:
-                    out[level, i] = key
+        for level, name in enumerate(ADMIN_LEVELS):
+            known = self._codes.get(name)
+            if known:
+                out[level] = [known.get(getattr(record.admin, name) or "", -1) for record in records]
         return out
 
     def _thematic(self, asked: _Asked, which: Ints, rows: Rows) -> npt.NDArray[np.bool_]:
@@ -490,16 +498,34 @@ class SubscriptionIndex:
         return accepted
 
     def _slow_filters(self, changes: Sequence[Change], which: Ints, rows: Rows) -> tuple[Ints, Rows]:
-        """Filters that read record fields (activities, where) or did not fit the masks: decided by Python, once per
-        distinct (filter, change) however many subscriptions share the filter."""
+        """Filters that read record fields (activities, where) or did not fit the masks: decided by Python once per
+        distinct (filter, facts), however many subscriptions share the filter and however many changes share the
+        facts the filters read (a snapshot's thousands of restaurants are a few dozen activities and four
+        ratings)."""
         slow = np.flatnonzero(self._cols["slow"][rows])
         if not len(slow):
             return which, rows
-        n = len(changes)
+        slow_which = which[slow]
+        facts = np.full(len(changes), -1, np.int64)
+        seen: dict[object, int] = {}
+        names = self._fields_read
+        for i in np.unique(slow_which).tolist():  # what slow filters can see of change i: equal facts, equal verdicts
+            change = changes[i]
+            current = change.current
+            fields = current.fields
+            seen_as = (change.dataset, change.kinds, change.op, change.changed, current.rating,
+                       *[fields.get(name) for name in names])
+            try:
+                facts[i] = seen.setdefault(seen_as, len(seen))
+            except TypeError:  # a field value that cannot be hashed (a list): the change is its own case
+                facts[i] = seen.setdefault(("change", i), len(seen))
         fid = self._cols["fid"][rows[slow]].astype(np.int64)
-        asked, inverse = np.unique(fid * n + which[slow], return_inverse=True)
-        verdicts = np.fromiter((self._filters[k // n].accepts(changes[k % n], changes[k % n].current.rating)
-                                for k in asked.tolist()), np.bool_, len(asked))
+        asked, first, inverse = np.unique(fid * len(seen) + facts[slow_which], return_index=True,
+                                          return_inverse=True)
+        verdicts = np.fromiter((self._filters[int(f)].accepts(c, c.current.rating)
+                                for f, c in zip((asked // len(seen)).tolist(),
+                                                (changes[i] for i in slow_which[first].tolist()), strict=True)),
+                               np.bool_, len(asked))
         keep = np.ones(len(rows), np.bool_)
         keep[slow] = verdicts[inverse.ravel()]
         return which[keep], rows[keep]

@@ -61,30 +61,15 @@ def _candidates(side_keys: Ints, table_keys: Ints, bounds: Ints, slot: int) -> i
     return total
 
 
-def _accepts(r: int, change: int, masks: Any, ratings: Any, ch_masks: Any, ch_rating: Any) -> bool:  # noqa: PLR0917
-    """Row r's dataset and kind masks and rating bounds accept `change` (0 in a mask: any). Branch-free: which
+def _accepts(wanted_ds: int, wanted_kinds: int, low: int, high: int,  # noqa: PLR0917
+             offered_ds: int, offered_kinds: int, rating: int) -> bool:
+    """A row's dataset and kind masks and rating bounds accept a change (0 in a mask: any). Branch-free: which
     rows carry a filter is random, and mispredicted branches cost more than evaluating every term."""
-    wanted_ds, wanted_kinds = masks[r, 0], masks[r, 1]
-    rating, low, high = ch_rating[change], ratings[r, 0], ratings[r, 1]
     rated = rating != NO_RATING
-    return bool(((wanted_ds == 0) | ((wanted_ds & ch_masks[0, change]) != 0))
-                & ((wanted_kinds == 0) | ((wanted_kinds & ch_masks[1, change]) != 0))
+    return bool(((wanted_ds == 0) | ((wanted_ds & offered_ds) != 0))
+                & ((wanted_kinds == 0) | ((wanted_kinds & offered_kinds) != 0))
                 & ((low == NO_RATING) | (rated & (rating >= low)))
                 & ((high == NO_RATING) | (rated & (rating <= high))))
-
-
-def _inside(r: int, lat: float, lon: float, coslat: float, shape: Any,  # noqa: PLR0917
-            rings: Ints, vertices: Any) -> int:
-    """0 out, 1 in, 2 unsure (Python decides) for row r's area and the point (lat, lon), cos(lat) given."""
-    kind = shape[r, 0]
-    if kind in (EVERYWHERE, ADMIN):
-        return 1  # an admin row is a candidate only in its code's cell
-    if kind == CIRCLE:
-        return _in_circle(r, lat, lon, coslat, shape)
-    in_box = kind in (BOX, POLYGON) and shape[r, 1] <= lat <= shape[r, 3] and shape[r, 2] <= lon <= shape[r, 4]
-    if not in_box or kind == BOX:
-        return int(in_box)
-    return _in_polygon(int(shape[r, 5]), int(shape[r, 6]), lat, lon, rings, vertices)
 
 
 def _in_ring(lon: float, lat: float, vertices: Any, start: int, end: int) -> bool:
@@ -115,18 +100,18 @@ def _in_polygon(first: int, count: int, lat: float, lon: float,  # noqa: PLR0917
     return 0
 
 
-def _in_circle(r: int, lat: float, lon: float, coslat: float, shape: Any) -> int:
-    """_inside for a circle: the meridian distance, then the haversine against the circle's band, then the exact
-    distance on the band."""
-    clat, clon, radius = shape[r, 1], shape[r, 2], shape[r, 3]
+def _in_circle(clat: float, clon: float, radius: float, cos_clat: float, low: float, high: float,  # noqa: PLR0917
+               lat: float, lon: float, coslat: float) -> int:
+    """_inside for a circle (centre, radius, cos of the centre's latitude, rim band): the meridian distance, then
+    the haversine against the circle's band, then the exact distance on the band."""
     if abs(lat - clat) * _RAD * EARTH_RADIUS_M > radius + _REJECT_M:
         return 0  # the meridian distance alone is already longer than the radius
     phi1, phi2 = clat * _RAD, lat * _RAD
     half_dlat, half_dlon = math.sin((phi2 - phi1) / 2), math.sin((lon - clon) * _RAD / 2)
-    h = half_dlat * half_dlat + shape[r, 4] * coslat * half_dlon * half_dlon
-    if h < shape[r, 5]:  # the haversine of the distance, against the circle's band (rim_band): no asin needed
+    h = half_dlat * half_dlat + cos_clat * coslat * half_dlon * half_dlon
+    if h < low:  # the haversine of the distance, against the circle's band (rim_bands): no asin needed
         return 1
-    if h > shape[r, 6]:
+    if h > high:
         return 0
     h = math.sin((phi2 - phi1) / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin((lon - clon) * _RAD / 2) ** 2
     distance = 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
@@ -135,23 +120,17 @@ def _in_circle(r: int, lat: float, lon: float, coslat: float, shape: Any) -> int
     return 1 if distance <= radius else 0
 
 
-def _verdict(r: int, lat: float, lon: float, coslat: float, change: int, shape: Any,  # noqa: PLR0917
-             masks: Any, ratings: Any, ch_masks: Any, ch_rating: Any, rings: Ints, vertices: Any) -> int:
-    """0 out, 1 in, 2 unsure for row r and one located side of `change`: live, accepted, then inside. A row's
-    `shape` is one 64-byte record whose last field says whether it is live and has masks or ratings to check: most
-    rows cost one cache line."""
-    state = shape[r, 7]
-    if state == DEAD or (state == FILTERED and not _accepts(r, change, masks, ratings, ch_masks, ch_rating)):
-        return 0
-    return _inside(r, lat, lon, coslat, shape, rings, vertices)
-
-
 def _match(side_keys: Ints, side_lat: Any, side_lon: Any, side_change: Ints,  # noqa: PLR0917 - positional for numba
            ch_masks: Any, ch_rating: Ints,
            main_keys: Ints, main_rows: Rows, delta_keys: Ints, delta_rows: Rows, always: Rows,
            shape: Any, masks: Any, ratings: Any, rings: Ints, vertices: Any) -> tuple[Ints, Rows, Any]:
     """(side, row, unsure) of every candidate that passes: rows from both cell tables and `always`; in no
-    particular order (sides are visited place by place)."""
+    particular order (sides are visited place by place).
+
+    Each candidate is decided here, in the loop's body, by helpers that take numbers: a compiled helper handed an
+    array counts a reference to it on every call, which cost more than the tests themselves. A row's `shape` is
+    one 64-byte record whose last field says whether it is live and has masks or ratings to check: most rows cost
+    one cache line."""
     levels, n = side_keys.shape
     bounds = np.empty((levels, n, 4), np.int64)
     total = _candidates(side_keys, main_keys, bounds, 0) + _candidates(side_keys, delta_keys, bounds, 2)
@@ -163,21 +142,34 @@ def _match(side_keys: Ints, side_lat: Any, side_lon: Any, side_change: Ints,  # 
     for s in np.argsort(side_keys[1], kind="mergesort"):  # by 0.16° cell: neighbours share warm cache lines
         lat, lon, change = side_lat[s], side_lon[s], side_change[s]
         coslat = math.cos(lat * _RAD)
-        for level in range(levels):
-            for table in range(2):
+        offered_ds, offered_kinds, rating = ch_masks[0, change], ch_masks[1, change], ch_rating[change]
+        for segment in range(2 * levels + 1):  # each level's main then delta rows, then `always`
+            if segment == 2 * levels:  # a side without a point still lies 'everywhere'
+                rows, start, end = always, 0, len(always)
+            else:
+                level, table = segment >> 1, segment & 1
                 rows = main_rows if table == 0 else delta_rows
-                for p in range(bounds[level, s, 2 * table], bounds[level, s, 2 * table + 1]):
-                    r = rows[p]
-                    v = _verdict(r, lat, lon, coslat, change, shape, masks, ratings, ch_masks, ch_rating, rings,
-                                 vertices)
-                    if v:
-                        out_side[found], out_row[found], out_unsure[found] = s, r, v == 2
-                        found += 1
-        for r in always:  # a side without a point still lies 'everywhere'
-            v = _verdict(r, lat, lon, coslat, change, shape, masks, ratings, ch_masks, ch_rating, rings, vertices)
-            if v:
-                out_side[found], out_row[found], out_unsure[found] = s, r, v == 2
-                found += 1
+                start, end = bounds[level, s, 2 * table], bounds[level, s, 2 * table + 1]
+            for p in range(start, end):
+                r = rows[p]
+                state = shape[r, 7]
+                if state == DEAD or (state == FILTERED and not _accepts(
+                        masks[r, 0], masks[r, 1], ratings[r, 0], ratings[r, 1], offered_ds, offered_kinds, rating)):
+                    continue
+                kind = shape[r, 0]
+                if kind == CIRCLE:
+                    v = _in_circle(shape[r, 1], shape[r, 2], shape[r, 3], shape[r, 4], shape[r, 5], shape[r, 6],
+                                   lat, lon, coslat)
+                elif kind in (EVERYWHERE, ADMIN):
+                    v = 1  # an admin row is a candidate only in its code's cell
+                elif shape[r, 1] <= lat <= shape[r, 3] and shape[r, 2] <= lon <= shape[r, 4]:
+                    v = 1 if kind == BOX else _in_polygon(int(shape[r, 5]), int(shape[r, 6]), lat, lon, rings,
+                                                          vertices)
+                else:
+                    v = 0
+                if v:
+                    out_side[found], out_row[found], out_unsure[found] = s, r, v == 2
+                    found += 1
     return out_side[:found], out_row[:found], out_unsure[:found]
 
 
@@ -193,7 +185,7 @@ def rim_bands(radius: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64],
 
 
 # Helpers compiled into `_match` (a call passing arrays costs more than the test itself), and the two entry points.
-_INLINE = ("_accepts", "_inside", "_in_circle", "_in_ring", "_in_polygon", "_verdict")
+_INLINE = ("_accepts", "_in_circle", "_in_ring", "_in_polygon")
 _ENTRY = ("_candidates",)
 Kernel = Callable[..., tuple[Ints, Rows, Any]]
 

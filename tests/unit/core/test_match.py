@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.filters import Contains, Eq
 from core.geo import AdminArea, AdminCodes, Area, BBox, Circle, Everywhere, Point, Polygon
 from core.index import SubscriptionIndex
 from core.match import Matcher, brute_force, concerns
@@ -195,3 +196,20 @@ def test_a_circle_near_the_pole_or_the_antimeridian_still_matches() -> None:
     index = SubscriptionIndex([polar, dateline])
     assert index.match(created(inspection("k", point=Point(89.9, 170.0)))) == [polar]
     assert index.match(created(inspection("k", point=Point(-14.0, -179.9)))) == [dateline]
+
+
+def test_a_field_filter_is_decided_per_change_even_when_many_changes_share_their_facts() -> None:
+    """A snapshot's slow filters are decided once per distinct (filter, facts): changes alike in everything a filter
+    reads share a verdict, and a field it reads (here `name`, or a list value that cannot be hashed) tells them
+    apart."""
+    pizza = subscription("pizza", Everywhere(), filter=Filter(where=Contains("name", "pizza")))
+    bakery = subscription("bakery", Everywhere(), filter=Filter(activities=frozenset({"boulangerie"})))
+    changes = [created(inspection(f"k{i}", name=name, activity=activity))
+               for i, (name, activity) in enumerate((("Pizza Roma", "Restaurant"), ("Chez Paul", "Restaurant"),
+                                                     ("Pizza Roma", "Boulangerie"), (["Pizza", "Roma"], "Restaurant"),
+                                                     (["Chez", "Paul"], "Restaurant")))]
+    found = SubscriptionIndex([pizza, bakery]).match_many(changes)
+    assert [[sub.id for sub in subs] for subs in found] == [["pizza"], [], ["bakery", "pizza"], ["pizza"], []]
+    assert pizza.filter.fields_read == {"name"}
+    assert bakery.filter.fields_read == {"activity"}
+    assert Filter(where=Eq("rating", 4)).fields_read == frozenset()  # a fact of the change, not a record field
