@@ -24,21 +24,21 @@ Rows = npt.NDArray[np.int32]
 
 STEPS: tuple[float, ...] = (0.02, 0.16, 1.28, 10.24)
 MAX_CELLS = 64
-_LEVEL_SHIFT, _ROW_SHIFT = 40, 20
+LEVEL_SHIFT, ROW_SHIFT = 40, 20
 EMPTY_KEYS: Ints = np.empty(0, np.int64)
 EMPTY_ROWS: Rows = np.empty(0, np.int32)
 
 
 def point_keys(lat: float, lon: float) -> list[int]:
     """The cell key of a point at every level (scalar version of `points_keys`)."""
-    return [(level << _LEVEL_SHIFT) | (math.floor((lat + 90.0) / step) << _ROW_SHIFT)
+    return [(level << LEVEL_SHIFT) | (math.floor((lat + 90.0) / step) << ROW_SHIFT)
             | math.floor((lon + 180.0) / step) for level, step in enumerate(STEPS)]
 
 
 def admin_key(level: int, code: int) -> int:
     """The cell key of admin code number `code` at admin level `level` (core.geo.ADMIN_LEVELS' index): levels past
     the grid's, so an admin area is one more entry of the same tables and a place looks its codes up as cells."""
-    return ((len(STEPS) + level) << _LEVEL_SHIFT) | code
+    return ((len(STEPS) + level) << LEVEL_SHIFT) | code
 
 
 def points_keys(lat: Floats, lon: Floats) -> Ints:
@@ -49,7 +49,7 @@ def points_keys(lat: Floats, lon: Floats) -> Ints:
     for level, step in enumerate(STEPS):
         i = np.floor((safe_lat + 90.0) / step).astype(np.int64)
         j = np.floor((safe_lon + 180.0) / step).astype(np.int64)
-        out[level] = (level << _LEVEL_SHIFT) | (i << _ROW_SHIFT) | j
+        out[level] = (level << LEVEL_SHIFT) | (i << ROW_SHIFT) | j
     out[:, missing] = -1
     return out
 
@@ -81,7 +81,7 @@ def cover(south: Floats, west: Floats, north: Floats, east: Floats) -> Cover:
     local = np.arange(owners.size, dtype=np.int64) - starts[owners]
     width = nj[owners]
     rows, cols = i0[owners] + local // width, j0[owners] + local % width
-    keys = (level[owners] << _LEVEL_SHIFT) | (rows << _ROW_SHIFT) | cols
+    keys = (level[owners] << LEVEL_SHIFT) | (rows << ROW_SHIFT) | cols
     return Cover(keys, owners, huge)
 
 

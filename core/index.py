@@ -63,6 +63,7 @@ _GROUPS: dict[str, tuple[type, tuple[str, ...]]] = {
     "ratings": (np.int32, ("rmin", "rmax")), "flags": (np.bool_, ("slow", "live")), "fid": (np.int32, ("fid",))}
 Row = tuple[int, float, float, float, float, float, float, float, int, int, int, int, bool, bool, int]
 _ROW = np.dtype([(name, dtype) for dtype, names in _GROUPS.values() for name in names])  # a Row, in numpy
+_ANY_ROW = (0, 0, NO_RATING, NO_RATING, False, -1)  # the thematic columns of Filter(): accepts everything
 
 
 class _Bits:
@@ -317,11 +318,15 @@ class SubscriptionIndex:
     # -- writing ---------------------------------------------------------------------------------------------------
 
     def _values(self, subscription: Subscription) -> Row:
-        area, f = subscription.area, subscription.filter
+        area = subscription.area
+        datasets, kinds, low, high, slow, fid = self._thematic_row(subscription.filter)
+        live = not subscription.paused and subscription.disabled_reason is None  # Subscription.active, inlined
+        if isinstance(area, Circle):  # d, e, f: written by _flush (most subscriptions: the short way)
+            center = area.center
+            return (CIRCLE, center.lat, center.lon, area.radius_m, 0.0, 0.0, 0.0, 0.0, datasets, kinds, low, high,
+                    slow, live, fid)
         shape: tuple[int, float, float, float, float, float, float, float]
-        if isinstance(area, Circle):  # d, e, f: written by _flush
-            shape = (CIRCLE, area.center.lat, area.center.lon, area.radius_m, 0.0, 0.0, 0.0, 0.0)
-        elif isinstance(area, BBox):
+        if isinstance(area, BBox):
             box = area.bbox
             shape = (BOX, box.south, box.west, box.north, box.east, 0.0, 0.0, 0.0)
         elif isinstance(area, Polygon):  # e, f: its rings in _rings
@@ -335,11 +340,13 @@ class SubscriptionIndex:
             shape = (EVERYWHERE, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
         else:
             raise TypeError(f"unknown area type {type(area).__name__}")
-        datasets, kinds, low, high, slow, fid = self._thematic_row(f)
-        return (*shape, datasets, kinds, low, high, slow, subscription.active, fid)
+        return (*shape, datasets, kinds, low, high, slow, live, fid)
 
     def _thematic_row(self, f: Filter) -> tuple[int, int, int, int, bool, int]:
         """A filter's columns: its masks, rating bounds, whether Python must decide it (slow) and its number."""
+        if not (f.datasets or f.kinds or f.activities or f.where is not None or f.min_rating is not None
+                or f.max_rating is not None):
+            return _ANY_ROW  # most subscriptions: no filter at all
         datasets = self._datasets.mask(f.datasets, learn=True)
         kinds = self._kinds.mask(f.kinds, learn=True)
         slow = f.reads_fields or datasets is None or kinds is None
@@ -388,7 +395,7 @@ class SubscriptionIndex:
         if circles.any():
             boxes = circle_boxes(south[circles], west[circles], north[circles], EARTH_RADIUS_M, _PAD_DEG)
             south[circles], west[circles], north[circles], east[circles] = boxes
-        covered = cover(south, west, north, east)
+        covered = (index_kernel.cover if self._kernel is not None else cover)(south, west, north, east)
         self._always.update((start + spatial[covered.huge]).tolist())
         admin = np.flatnonzero(c["kind"] == ADMIN)
         keys = np.concatenate((covered.keys, c["a"][admin].astype(np.int64)))

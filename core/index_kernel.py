@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from core.cells import LEVEL_SHIFT, MAX_CELLS, ROW_SHIFT, STEPS, Cover, Floats
 from core.geo import EARTH_RADIUS_M
 
 CIRCLE, BOX, POLYGON, ADMIN, EVERYWHERE = 1, 2, 3, 4, 5
@@ -173,6 +174,45 @@ def _match(side_keys: Ints, side_lat: Any, side_lon: Any, side_change: Ints,  # 
     return out_side[:found], out_row[:found], out_unsure[:found]
 
 
+def _cover(south: Any, west: Any, north: Any, east: Any, steps: Any,  # noqa: PLR0917 - positional for numba
+           max_cells: int, level_shift: int, row_shift: int) -> tuple[Ints, Ints, Any]:
+    """core.cells.cover in one pass per box instead of one numpy pass per level: (keys, owners, huge), the same
+    IEEE operations (a sum, a division, a floor), so the same cells."""
+    n = len(south)
+    level = np.full(n, -1, np.int64)
+    first_row, first_col = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    rows, cols = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    total = 0
+    for b in range(n):
+        for k in range(len(steps)):  # the finest level that fits wins
+            step = steps[k]
+            i0, j0 = math.floor((south[b] + 90.0) / step), math.floor((west[b] + 180.0) / step)
+            ni = math.floor((north[b] + 90.0) / step) - i0 + 1
+            nj = math.floor((east[b] + 180.0) / step) - j0 + 1
+            if ni * nj <= max_cells:
+                level[b], first_row[b], first_col[b], rows[b], cols[b] = k, i0, j0, ni, nj
+                total += ni * nj
+                break
+    keys = np.empty(total, np.int64)
+    owners = np.empty(total, np.int64)
+    at = 0
+    for b in range(n):
+        if level[b] < 0:
+            continue
+        for i in range(first_row[b], first_row[b] + rows[b]):
+            for j in range(first_col[b], first_col[b] + cols[b]):
+                keys[at] = (level[b] << level_shift) | (i << row_shift) | j
+                owners[at] = b
+                at += 1
+    return keys, owners, level < 0
+
+
+def cover(south: Floats, west: Floats, north: Floats, east: Floats) -> Cover:
+    """core.cells.cover, compiled once kernel() has run (before, the same code in Python: right, and slow)."""
+    keys, owners, huge = _cover(south, west, north, east, np.array(STEPS), MAX_CELLS, LEVEL_SHIFT, ROW_SHIFT)
+    return Cover(keys, owners, huge)
+
+
 def rim_bands(radius: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """(low, high) per circle radius: a point whose haversine h (sin²(Δφ/2) + cos φ1 cos φ2 sin²(Δλ/2)) is below
     `low` is inside the circle, above `high` outside, by more than RIM_M and far more than any rounding; in between,
@@ -186,7 +226,7 @@ def rim_bands(radius: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64],
 
 # Helpers compiled into `_match` (a call passing arrays costs more than the test itself), and the two entry points.
 _INLINE = ("_accepts", "_in_circle", "_in_ring", "_in_polygon")
-_ENTRY = ("_candidates",)
+_ENTRY = ("_candidates", "_cover")
 Kernel = Callable[..., tuple[Ints, Rows, Any]]
 
 
