@@ -49,6 +49,8 @@ from core.index_kernel import (
     PLAIN,
     POLYGON,
     RIM_M,
+    SLOW,
+    UNSURE,
     rim_bands,
 )
 from core.match import concerns, dataset_wide, sides
@@ -252,15 +254,14 @@ class SubscriptionIndex:
             if record.point is not None:
                 keys[:len(STEPS), i] = point_keys(record.point.lat, record.point.lon)
         keys[len(STEPS):] = self._admin_keys(records)
-        side, rows, unsure = self._compiled_match(keys, located, _Asked.of((change,), self._datasets, self._kinds))
+        side, rows, check = self._compiled_match(keys, located, _Asked.of((change,), self._datasets, self._kinds))
         keep = np.ones(len(rows), np.bool_)
-        for i in np.flatnonzero(unsure).tolist():  # within a micrometre of a circle's rim
-            sub, record = self._subs[int(rows[i])], records[int(side[i])]
-            keep[i] = sub is not None and sub.area.contains(record.point, record.admin)
-        rows = rows[keep]
+        for i in np.flatnonzero(check & UNSURE).tolist():  # within a micrometre of a circle's rim
+            keep[i] = self._holds(int(rows[i]), records[int(side[i])])
+        rows, slow = rows[keep], (check[keep] & SLOW) != 0
         if len(records) > 1:  # a moved record: a row may hold both of its places
             rows = np.unique(rows)
-        slow = self._cols["slow"][rows]
+            slow = self._cols["slow"][rows]
         if slow.any():
             verdicts: dict[int, bool] = {}
             fids = self._cols["fid"][rows].tolist()
@@ -294,12 +295,12 @@ class SubscriptionIndex:
         wide = [i for i, change in enumerate(changes) if dataset_wide(change)]
         located = _Sides.of(changes, skip=set(wide))
         asked = _Asked.of(changes, self._datasets, self._kinds)
-        which, rows = self._geometry(located, asked)
+        which, rows, slow = self._geometry(located, asked)
         if np.any(np.diff(located.change) == 0):  # a moved record has two sides: the same row may match both
             span = len(self._subs) + 1
             pair = np.unique(which * span + rows)
-            which, rows = pair // span, (pair % span).astype(np.int32)
-        which, rows = self._slow_filters(changes, which, rows)
+            which, rows, slow = pair // span, (pair % span).astype(np.int32), None
+        which, rows = self._slow_filters(changes, which, rows, slow)
         if not wide:
             return which, rows
         wide_which, wide_rows = self._dataset_wide(changes, wide)
@@ -427,7 +428,7 @@ class SubscriptionIndex:
     # -- reading ---------------------------------------------------------------------------------------------------
 
     def _compiled_match(self, keys: Ints, located: _Sides, asked: _Asked) -> tuple[Ints, Rows, Any]:
-        """core/index_kernel.py's `_match` on the index's tables: (side, row, unsure) of every candidate that
+        """core/index_kernel.py's `_match` on the index's tables: (side, row, check) of every candidate that
         passes."""
         kernel, g = self._kernel, self._grid
         if kernel is None:
@@ -435,16 +436,26 @@ class SubscriptionIndex:
         return kernel(keys, located.lat, located.lon, located.change, asked.masks, asked.ratings, self._main.keys,
                       self._main.rows, self._delta.keys, self._delta.rows,
                       np.fromiter(self._always, np.int32, len(self._always)), g["shape"], g["masks"], g["ratings"],
-                      self._rings.index, self._rings.vertices)
+                      self._cols["slow"], self._rings.index, self._rings.vertices)
 
-    def _geometry(self, located: _Sides, asked: _Asked) -> tuple[Ints, Rows]:
+    def _geometry(self, located: _Sides, asked: _Asked) -> tuple[Ints, Rows, Ints | None]:
         """(change, row) of every live area that holds a side's point and whose masks and rating bounds accept the
-        change: cells, then the exact test (compiled when numba is there, numpy otherwise)."""
+        change: cells, then the exact test (compiled when numba is there, numpy otherwise); and the positions of the
+        pairs whose filter reads fields, when known (None: look them up)."""
         n = len(located.records)
         keys = np.concatenate((points_keys(located.lat, located.lon), self._admin_keys(located.records)))
         if self._kernel is not None:
-            side, rows, unsure = self._compiled_match(keys, located, asked)
-            inside = ~unsure
+            side, rows, check = self._compiled_match(keys, located, asked)
+            flagged = np.flatnonzero(check)  # few: Python's share, found without a pass over every pair per bit
+            marks = check[flagged]
+            which, slow = located.change[side], flagged[(marks & SLOW) != 0]
+            outside = [i for i in flagged[(marks & UNSURE) != 0].tolist()
+                       if not self._holds(int(rows[i]), located.records[int(side[i])])]
+            if not outside:
+                return which, rows, slow
+            keep = np.ones(len(rows), np.bool_)
+            keep[outside] = False
+            return which[keep], rows[keep], None
         else:
             always = np.fromiter(self._always, np.int32, len(self._always))
             keys = keys.ravel()
@@ -460,9 +471,13 @@ class SubscriptionIndex:
             side, rows = side[accepted], rows[accepted]
             inside, unsure = self._inside(located.lat[side], located.lon[side], rows)
         for i in np.flatnonzero(unsure).tolist():
-            sub, record = self._subs[int(rows[i])], located.records[int(side[i])]
-            inside[i] = sub is not None and sub.area.contains(record.point, record.admin)
-        return located.change[side[inside]], rows[inside]
+            inside[i] = self._holds(int(rows[i]), located.records[int(side[i])])
+        return located.change[side[inside]], rows[inside], None
+
+    def _holds(self, row: int, record: Record) -> bool:
+        """core.geo's verdict, for what the vectorised test left unsure."""
+        sub = self._subs[row]
+        return sub is not None and sub.area.contains(record.point, record.admin)
 
     def _inside(self, lat: npt.NDArray[np.float64], lon: npt.NDArray[np.float64],
                 rows: Rows) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
@@ -504,12 +519,14 @@ class SubscriptionIndex:
                 & ((rmax == NO_RATING) | (rated & (rating <= rmax))))
         return accepted
 
-    def _slow_filters(self, changes: Sequence[Change], which: Ints, rows: Rows) -> tuple[Ints, Rows]:
+    def _slow_filters(self, changes: Sequence[Change], which: Ints, rows: Rows,
+                      slow: Ints | None = None) -> tuple[Ints, Rows]:
         """Filters that read record fields (activities, where) or did not fit the masks: decided by Python once per
         distinct (filter, facts), however many subscriptions share the filter and however many changes share the
         facts the filters read (a snapshot's thousands of restaurants are a few dozen activities and four
         ratings)."""
-        slow = np.flatnonzero(self._cols["slow"][rows])
+        if slow is None:
+            slow = np.flatnonzero(self._cols["slow"][rows])
         if not len(slow):
             return which, rows
         slow_which = which[slow]

@@ -28,6 +28,7 @@ from core.geo import EARTH_RADIUS_M
 CIRCLE, BOX, POLYGON, ADMIN, EVERYWHERE = 1, 2, 3, 4, 5
 NO_RATING = -(2**31)
 DEAD, PLAIN, FILTERED = 0.0, 1.0, 2.0  # a row's state (core/index.py writes it)
+UNSURE, SLOW = 1, 2  # bits of a match's `check`: Python decides its geometry (a rim point), its filter (fields)
 RIM_M = 1e-6  # a point this close to a circle's rim is decided by core.geo in Python
 _REJECT_M = 1e-3  # a point whose latitude alone puts it this far outside a circle is outside (no trigonometry)
 _RAD = math.pi / 180.0
@@ -124,9 +125,10 @@ def _in_circle(clat: float, clon: float, radius: float, cos_clat: float, low: fl
 def _match(side_keys: Ints, side_lat: Any, side_lon: Any, side_change: Ints,  # noqa: PLR0917 - positional for numba
            ch_masks: Any, ch_rating: Ints,
            main_keys: Ints, main_rows: Rows, delta_keys: Ints, delta_rows: Rows, always: Rows,
-           shape: Any, masks: Any, ratings: Any, rings: Ints, vertices: Any) -> tuple[Ints, Rows, Any]:
-    """(side, row, unsure) of every candidate that passes: rows from both cell tables and `always`; in no
-    particular order (sides are visited place by place).
+           shape: Any, masks: Any, ratings: Any, slow: Any, rings: Ints, vertices: Any) -> tuple[Ints, Rows, Any]:
+    """(side, row, check) of every candidate that passes: rows from both cell tables and `always`, in no
+    particular order (sides are visited place by place); `check` has the UNSURE bit for a point within RIM_M of a
+    circle's rim and the SLOW bit for a row whose filter reads fields (`slow`, a row's flag): what Python decides.
 
     Each candidate is decided here, in the loop's body, by helpers that take numbers: a compiled helper handed an
     array counts a reference to it on every call, which cost more than the tests themselves. A row's `shape` is
@@ -138,7 +140,7 @@ def _match(side_keys: Ints, side_lat: Any, side_lon: Any, side_change: Ints,  # 
     total += len(always) * n
     out_side = np.empty(total, np.int64)
     out_row = np.empty(total, np.int32)
-    out_unsure = np.empty(total, np.bool_)
+    out_check = np.empty(total, np.uint8)
     found = 0
     for s in np.argsort(side_keys[1], kind="mergesort"):  # by 0.16° cell: neighbours share warm cache lines
         lat, lon, change = side_lat[s], side_lon[s], side_change[s]
@@ -169,9 +171,10 @@ def _match(side_keys: Ints, side_lat: Any, side_lon: Any, side_change: Ints,  # 
                 else:
                     v = 0
                 if v:
-                    out_side[found], out_row[found], out_unsure[found] = s, r, v == 2
+                    out_side[found], out_row[found] = s, r
+                    out_check[found] = (UNSURE if v == 2 else 0) | (SLOW if slow[r] else 0)
                     found += 1
-    return out_side[:found], out_row[:found], out_unsure[:found]
+    return out_side[:found], out_row[:found], out_check[:found]
 
 
 def _cover(south: Any, west: Any, north: Any, east: Any, steps: Any,  # noqa: PLR0917 - positional for numba
