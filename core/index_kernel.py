@@ -102,16 +102,26 @@ def _in_polygon(first: int, count: int, lat: float, lon: float,  # noqa: PLR0917
     return 0
 
 
-def _in_circle(clat: float, clon: float, radius: float, cos_clat: float, low: float, high: float,  # noqa: PLR0917
+def _in_circle(clat: float, clon: float, radius: float, cos_clat: float, low: float, high: float,  # noqa: PLR0911, PLR0917
                lat: float, lon: float, coslat: float) -> int:
-    """_inside for a circle (centre, radius, cos of the centre's latitude, rim band): the meridian distance, then
-    the haversine against the circle's band, then the exact distance on the band."""
+    """0 out, 1 in, 2 unsure for a circle (centre, radius, cos of the centre's latitude, rim band) and a point.
+
+    The meridian distance first; then bounds on the haversine term h without trigonometry (with x = Δφ or Δλ,
+    x²/4 (1 - x²/12) <= sin²(x/2) <= x²/4, so h lies between flat (1 - m/12) and flat) against the circle's band,
+    which decide most points; near the rim, h itself against the band (no asin), then the exact distance,
+    core.geo's operations."""
     if abs(lat - clat) * _RAD * EARTH_RADIUS_M > radius + _REJECT_M:
         return 0  # the meridian distance alone is already longer than the radius
+    dphi, dlam = (lat - clat) * _RAD, (lon - clon) * _RAD
+    flat = (dphi * dphi + cos_clat * coslat * dlam * dlam) / 4
+    if flat < low:
+        return 1
+    if flat * (1 - max(dphi * dphi, dlam * dlam) / 12) > high:
+        return 0
     phi1, phi2 = clat * _RAD, lat * _RAD
     half_dlat, half_dlon = math.sin((phi2 - phi1) / 2), math.sin((lon - clon) * _RAD / 2)
     h = half_dlat * half_dlat + cos_clat * coslat * half_dlon * half_dlon
-    if h < low:  # the haversine of the distance, against the circle's band (rim_bands): no asin needed
+    if h < low:
         return 1
     if h > high:
         return 0
