@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import random
 from dataclasses import dataclass, replace
 
 import pytest
@@ -9,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.filters import Contains, Eq
-from core.geo import AdminArea, AdminCodes, Area, BBox, Circle, Everywhere, Point, Polygon
+from core.geo import EARTH_RADIUS_M, AdminArea, AdminCodes, Area, BBox, Circle, Everywhere, Point, Polygon
 from core.index import SubscriptionIndex
 from core.match import Matcher, brute_force, concerns
 from core.model import Change, Filter, Subscription
@@ -213,3 +215,31 @@ def test_a_field_filter_is_decided_per_change_even_when_many_changes_share_their
     assert pizza.filter.fields_read == {"name"}
     assert bakery.filter.fields_read == {"activity"}
     assert Filter(where=Eq("rating", 4)).fields_read == frozenset()  # a fact of the change, not a record field
+
+
+def test_points_a_hair_from_the_rim_get_core_geos_verdict_at_every_latitude_and_size() -> None:
+    """The kernel decides most circle candidates by bounds on the haversine term, without trigonometry: points at
+    relative distances from 1e-12 to 5% of the rim, circles from 1 m to 300 km, any latitude, all get the verdict
+    core.geo gives."""
+    rng = random.Random(3)
+    subs: list[Subscription] = []
+    changes: list[Change] = []
+    for i in range(400):
+        center = Point(rng.uniform(-89.0, 89.0), rng.uniform(-180.0, 180.0))
+        radius = math.exp(rng.uniform(0.0, math.log(300_000.0)))
+        subs.append(subscription(f"s{i}", Circle(center, radius)))
+        for offset in (0.0, 1e-12, -1e-12, 1e-9, -1e-9, 1e-6, -1e-6, 1e-3, -1e-3, 0.05, -0.05):
+            at = destination(center, radius * (1 + offset), rng.uniform(0.0, 2 * math.pi))
+            changes.append(created(inspection(f"k{len(changes)}", point=at, admin=AdminCodes())))
+    found = SubscriptionIndex(subs, compiled=True).match_many(changes)
+    assert found == [brute_force(subs, change) for change in changes]
+    assert 0 < sum(map(len, found)) < len(changes)
+
+
+def destination(start: Point, distance_m: float, bearing: float) -> Point:
+    """The point `distance_m` from `start` along `bearing` (radians) on the sphere core.geo uses."""
+    d, phi1, lmb1 = distance_m / EARTH_RADIUS_M, math.radians(start.lat), math.radians(start.lon)
+    phi2 = math.asin(math.sin(phi1) * math.cos(d) + math.cos(phi1) * math.sin(d) * math.cos(bearing))
+    lmb2 = lmb1 + math.atan2(math.sin(bearing) * math.sin(d) * math.cos(phi1),
+                             math.cos(d) - math.sin(phi1) * math.sin(phi2))
+    return Point(math.degrees(phi2), (math.degrees(lmb2) + 540.0) % 360.0 - 180.0)
