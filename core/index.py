@@ -1,16 +1,18 @@
 """The subscription index: which subscriptions does a change concern, for one change or a whole snapshot's worth.
 
-Every subscription is a row of numpy columns: its area (circle centre and radius, or a box: a polygon's box, its
-exact test left to Python), its thematic filter as bit masks (datasets, kinds) and rating bounds, and flags (live,
-`slow`: a filter that reads record fields). Areas sit in the nested grids of core/cells.py: a main sorted table,
-and a small delta table for rows added since it was built, merged into the main one when it grows past an eighth of
-it; removals clear `live` and are dropped at that merge. Admin codes are a dict, 'everywhere' and huge areas a set
-checked every time. Adds and removes therefore cost O(1) amortised, and the index never needs a rebuild.
+Every subscription is a row of numpy columns, in groups the compiled kernel reads a row at a time: its area
+(circle centre, radius and precomputed band, or a box: a polygon's box, its rings apart), its state (dead, plain,
+or with masks and rating bounds to check), its thematic filter as bit masks (datasets, kinds) and rating bounds,
+and flags (live, `slow`: a filter that reads record fields). Areas sit in the nested grids of core/cells.py, admin
+areas under keys past the grid's levels: a main sorted table, and a small delta table for rows added since it was
+built, merged into the main one when it grows past an eighth of it; removals mark the row dead and are dropped at
+that merge. 'Everywhere' and huge areas are checked every time. Adds and removes therefore cost O(1) amortised,
+and the index never needs a rebuild.
 
-Matching is vectorised over (change side, candidate row) pairs: cell lookup, then the thematic masks and the exact
-geometry in numpy. Python only decides what numpy cannot: a polygon's rings, a point within a micrometre of a
-circle's rim (numpy's trigonometry may differ from `math`'s in the last bit), and `where` / activity filters. The
-result equals `core.match.brute_force` (a property test holds us to it).
+Matching runs core/index_kernel.py's compiled pass when numba is installed (numpy over (side, candidate) arrays
+otherwise). Python decides only what the kernel flags: a point within a micrometre of a circle's rim, and filters
+that read record fields, once per distinct (filter, facts). The result equals `core.match.brute_force` (property
+tests hold both paths to it).
 """
 
 from __future__ import annotations
@@ -456,20 +458,20 @@ class SubscriptionIndex:
             keep = np.ones(len(rows), np.bool_)
             keep[outside] = False
             return which[keep], rows[keep], None
-        else:
-            always = np.fromiter(self._always, np.int32, len(self._always))
-            keys = keys.ravel()
-            owner = np.tile(np.arange(n, dtype=np.int64), len(keys) // max(n, 1))
-            located_keys = keys >= 0
-            keys, owner = keys[located_keys], owner[located_keys]
-            q_main, r_main = self._main.expand(keys)
-            q_delta, r_delta = self._delta.expand(keys)
-            side = np.concatenate((owner[q_main], owner[q_delta],
-                                   np.repeat(np.arange(n, dtype=np.int64), len(always))))
-            rows = np.concatenate((r_main, r_delta, np.tile(always, n)))
-            accepted = self._thematic(asked, located.change[side], rows)
-            side, rows = side[accepted], rows[accepted]
-            inside, unsure = self._inside(located.lat[side], located.lon[side], rows)
+        # numpy: the same question over (side, candidate) arrays
+        always = np.fromiter(self._always, np.int32, len(self._always))
+        keys = keys.ravel()
+        owner = np.tile(np.arange(n, dtype=np.int64), len(keys) // max(n, 1))
+        located_keys = keys >= 0
+        keys, owner = keys[located_keys], owner[located_keys]
+        q_main, r_main = self._main.expand(keys)
+        q_delta, r_delta = self._delta.expand(keys)
+        side = np.concatenate((owner[q_main], owner[q_delta],
+                               np.repeat(np.arange(n, dtype=np.int64), len(always))))
+        rows = np.concatenate((r_main, r_delta, np.tile(always, n)))
+        accepted = self._thematic(asked, located.change[side], rows)
+        side, rows = side[accepted], rows[accepted]
+        inside, unsure = self._inside(located.lat[side], located.lon[side], rows)
         for i in np.flatnonzero(unsure).tolist():
             inside[i] = self._holds(int(rows[i]), located.records[int(side[i])])
         return located.change[side[inside]], rows[inside], None
