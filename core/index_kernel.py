@@ -132,6 +132,15 @@ def _in_circle(clat: float, clon: float, radius: float, cos_clat: float, low: fl
     return 1 if distance <= radius else 0
 
 
+def _prepare(side_keys: Ints, main_keys: Ints, delta_keys: Ints, always: int) -> tuple[Any, Ints, Rows, Any]:
+    """Each side's [lo, hi) ranges in both cell tables (bounds[level, side] = main lo, hi, delta lo, hi), and the
+    output arrays, sized for every candidate."""
+    levels, n = side_keys.shape
+    bounds = np.empty((levels, n, 4), np.int64)
+    total = _candidates(side_keys, main_keys, bounds, 0) + _candidates(side_keys, delta_keys, bounds, 2) + always * n
+    return bounds, np.empty(total, np.int64), np.empty(total, np.int32), np.empty(total, np.uint8)
+
+
 def _match(side_keys: Ints, side_lat: Any, side_lon: Any, side_change: Ints,  # noqa: PLR0917 - positional for numba
            ch_masks: Any, ch_rating: Ints,
            main_keys: Ints, main_rows: Rows, delta_keys: Ints, delta_rows: Rows, always: Rows,
@@ -144,13 +153,8 @@ def _match(side_keys: Ints, side_lat: Any, side_lon: Any, side_change: Ints,  # 
     array counts a reference to it on every call, which cost more than the tests themselves. A row's `shape` is
     one 64-byte record whose last field says whether it is live and has masks or ratings to check: most rows cost
     one cache line."""
-    levels, n = side_keys.shape
-    bounds = np.empty((levels, n, 4), np.int64)
-    total = _candidates(side_keys, main_keys, bounds, 0) + _candidates(side_keys, delta_keys, bounds, 2)
-    total += len(always) * n
-    out_side = np.empty(total, np.int64)
-    out_row = np.empty(total, np.int32)
-    out_check = np.empty(total, np.uint8)
+    levels = side_keys.shape[0]
+    bounds, out_side, out_row, out_check = _prepare(side_keys, main_keys, delta_keys, len(always))
     found = 0
     for s in np.argsort(side_keys[1], kind="mergesort"):  # by 0.16° cell: neighbours share warm cache lines
         lat, lon, change = side_lat[s], side_lon[s], side_change[s]
@@ -239,7 +243,7 @@ def rim_bands(radius: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64],
 
 # Helpers compiled into `_match` (a call passing arrays costs more than the test itself), and the two entry points.
 _INLINE = ("_accepts", "_in_circle", "_in_ring", "_in_polygon")
-_ENTRY = ("_candidates", "_cover")
+_ENTRY = ("_candidates", "_prepare", "_cover")
 Kernel = Callable[..., tuple[Ints, Rows, Any]]
 
 
