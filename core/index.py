@@ -323,7 +323,7 @@ class SubscriptionIndex:
     def _values(self, subscription: Subscription) -> Row:
         area = subscription.area
         datasets, kinds, low, high, slow, fid = self._thematic_row(subscription.filter)
-        live = not subscription.paused and subscription.disabled_reason is None  # Subscription.active, inlined
+        live = subscription.active
         if isinstance(area, Circle):  # d, e, f: written by _flush (most subscriptions: the short way)
             center = area.center
             return (CIRCLE, center.lat, center.lon, area.radius_m, 0.0, 0.0, 0.0, 0.0, datasets, kinds, low, high,
